@@ -1,0 +1,315 @@
+"""The ``harness`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from harness import __version__, competition as competition_mod, data, sandbox
+from harness.competition import TRACKS
+from harness.store import Store
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV = 0, 1, 2, 3
+# Logs (CI, files) get a wide table instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+class GradeProgress:
+    """One rich progress bar per (submission, track), fed by the ingestion process's progress file."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.tasks: dict[tuple[str, str], int] = {}
+        self.lock = threading.Lock()
+
+    def _task(self, sub: str, track: str) -> int:
+        with self.lock:
+            if (sub, track) not in self.tasks:
+                self.tasks[(sub, track)] = self.progress.add_task(f"{sub} {track}", total=None, phase="starting")
+            return self.tasks[(sub, track)]
+
+    def callback(self, sub: str, track: str):
+        task = self._task(sub, track)
+
+        def update(phase: str, done: int, total: int) -> None:
+            self.progress.update(task, completed=done, total=max(total, 1), phase=phase)
+
+        return update
+
+    def done(self, sub: str, track: str, status: str) -> None:
+        task = self._task(sub, track)
+        total = self.progress.tasks[task].total or 1
+        self.progress.update(task, completed=total, total=total, phase=status)
+
+
+def make_progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("[cyan]{task.fields[phase]}"), TimeElapsedColumn(), console=err, transient=False)
+
+
+def print_result(result) -> None:
+    from harness.leaderboard import columns, fmt
+
+    table = Table(title=f"{result.id} ({result.name})", title_justify="left")
+    table.add_column("track")
+    table.add_column("status")
+    table.add_column("metrics")
+    table.add_column("seconds", justify="right")
+    shown = {t: r for t, r in result.tracks.items() if r.status != "SKIPPED"} or result.tracks
+    for track, r in shown.items():
+        if r.status == "OK":
+            keys = [(k, f) for k, _, f in columns(track, private=True)]
+            keys += [(k, "{:.4g}") for k in r.metrics if k not in dict(keys) and isinstance(r.metrics[k], (int, float))]
+            text = "  ".join(f"{k}={fmt(r.metrics.get(k), f)}" for k, f in keys if k in r.metrics)
+            if r.message:
+                text += f"\n[yellow]{r.message}"
+            for name, path in r.artifacts.items():
+                text += f"\n{name}: {path}"
+        else:
+            text = f"[red]{r.message}"
+        style = {"OK": "green", "SKIPPED": "dim"}.get(r.status, "bold red")
+        table.add_row(track, f"[{style}]{r.status}", text, f"{r.seconds:.1f}" if r.seconds else "")
+    console.print(table)
+
+
+def show_leaderboards(store: Store, tracks, profile: str, highlight: set[int], private: bool | None = None,
+                      selection: str = "latest") -> None:
+    from harness.leaderboard import render_rich, standings
+
+    for track in tracks:
+        st = standings(store, track, profile, private, selection)
+        if st.rows:
+            console.print(render_rich(st, highlight))
+
+
+def sandbox_mode(args) -> str | None:
+    """The isolation to grade under, or None after explaining why the sandbox cannot run."""
+    if args.no_sandbox:
+        err.print("[bold white on red] WARNING: --no-sandbox: student code runs with your permissions, unisolated. "
+                  "Every result says isolation: none. [/]")
+        return "none"
+    check = getattr(sandbox, "sandbox_available", None)
+    if check is not None:
+        ok, reason = check()
+        if not ok:
+            err.print(f"[bold red]SANDBOX_UNAVAILABLE:[/] {reason}")
+            return None
+    return "bubblewrap"
+
+
+def grade_options(args, kind: str = "submission"):
+    from harness.grade import GradeOptions, resolve_device
+
+    comp = competition_mod.load(args.config)
+    tracks = tuple(args.track) if getattr(args, "track", None) else TRACKS
+    store_dir = Path(args.db_path).parent
+    return GradeOptions(competition=comp, tracks=tracks, quick=args.quick, device=resolve_device(args.device),
+                        seed=getattr(args, "seed", None), isolation=args.isolation, kind=kind,
+                        artifacts_root=store_dir / "artifacts")
+
+
+def grade_paths(paths: list[Path], args, kind: str = "submission") -> int:
+    from harness.grade import grade_submission, results_json
+
+    opts = grade_options(args, kind)
+    results = []
+    jobs = max(1, getattr(args, "jobs", 1) or 1)
+    with make_progress() as progress:
+        tracker = GradeProgress(progress)
+        local = threading.local()
+
+        def one(path: Path):
+            if not hasattr(local, "store"):
+                local.store = Store(args.db_path)
+            return grade_submission(path, opts, local.store, tracker)
+
+        if jobs == 1:
+            results = [one(p) for p in paths]
+        else:
+            with ThreadPoolExecutor(jobs) as pool:
+                results = list(pool.map(one, paths))
+    for r in results:
+        print_result(r)
+    highlight = {t.run_id for r in results for t in r.tracks.values() if t.run_id is not None}
+    graded_tracks = [t for t in TRACKS if any(t in r.tracks and r.tracks[t].status != "SKIPPED" for r in results)]
+    with Store(args.db_path) as store:
+        show_leaderboards(store, graded_tracks, "quick" if args.quick else "full", highlight,
+                          selection=opts.competition["selection"])
+    if getattr(args, "json", None):
+        Path(args.json).write_text(json.dumps(results_json(results), indent=2) + "\n")
+        err.print(f"results written to {args.json}")
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+
+# ----- commands
+
+def cmd_data(args) -> int:
+    m = data.prepare(force=args.verify)
+    if args.verify:
+        data.verify(m.arrays(), str(data.cache_file()))
+    table = Table(title="MNIST (canonical)")
+    for col in ("array", "shape", "dtype", "sha256", "ok"):
+        table.add_column(col)
+    for key, a in m.arrays().items():
+        digest = data.sha256_of(a)
+        table.add_row(key, str(a.shape), str(a.dtype), digest, "[green]yes" if digest == data.SHA256[key] else "[red]NO")
+    console.print(table)
+    console.print(f"cache: {data.cache_file()}\nchainer cache: {data.chainer_cache_dir()}")
+    return EXIT_OK
+
+
+def cmd_check(args) -> int:
+    from harness.check import check_submission
+
+    args.quick = False
+    opts = grade_options(args)
+    data.load_or_prepare()
+    status = EXIT_OK
+    for path in args.paths:
+        problems = check_submission(path, opts)
+        if problems:
+            status = EXIT_FAILED
+            console.print(f"[bold red]✗ {path}[/]: {len(problems)} problem{'s' if len(problems) > 1 else ''}")
+            for p in problems:
+                console.print(f"  - {p}", markup=False, highlight=False)
+        else:
+            console.print(f"[bold green]✓ {path}[/]: ready to grade")
+    return status
+
+
+def cmd_grade(args) -> int:
+    data.load_or_prepare()
+    missing = [p for p in args.paths if not p.is_dir()]
+    for p in missing:
+        err.print(f"[red]{p}: not a folder[/] (expected a submission folder holding submission.yaml)")
+    return grade_paths(args.paths, args) if not missing else EXIT_USAGE
+
+
+def cmd_baselines(args) -> int:
+    data.load_or_prepare()
+    root = Path(args.root)
+    paths = sorted(p for p in root.iterdir() if (p / "submission.yaml").is_file()) if root.is_dir() else []
+    if not paths:
+        err.print(f"[red]{root}: no baselines found[/]")
+        return EXIT_USAGE
+    args.track, args.seed, args.json = None, None, getattr(args, "json", None)
+    from harness.references import record_references
+
+    comp = competition_mod.load(args.config)
+    with Store(args.db_path) as store:
+        record_references(store, comp, args.quick, console=err)
+    return grade_paths(paths, args, kind="baseline")
+
+
+def cmd_leaderboard(args) -> int:
+    from harness.leaderboard import render_rich, render_text, standings, standings_json
+
+    comp = competition_mod.load(args.config)
+    tracks = args.track or list(TRACKS)
+    private = True if args.private else None
+    profile = "quick" if args.quick else "full"
+    with Store(args.db_path) as store:
+        sts = [standings(store, t, profile, private, comp["selection"]) for t in tracks]
+    sts = [s for s in sts if s.rows] or sts[:0]
+    if args.format == "table" and not args.output:
+        for st in sts:
+            console.print(render_rich(st))
+        if not sts:
+            console.print("the leaderboard is empty: grade something first (`harness baselines --quick`)")
+        return EXIT_OK
+    if args.format == "json":
+        text = json.dumps({"harness_version": __version__, "standings": [standings_json(s) for s in sts]}, indent=2) + "\n"
+    elif args.format == "table":
+        rec = Console(record=True, width=160, file=open("/dev/null", "w"))
+        for st in sts:
+            rec.print(render_rich(st))
+        text = rec.export_text()
+    else:
+        text = "\n".join(render_text(st, args.format) for st in sts)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text)
+        err.print(f"written to {args.output}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description="Grade Chainer MNIST submissions.")
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", dest="db_path", default=None, help="leaderboard store (default leaderboard/leaderboard.db or $HARNESS_DB)")
+    common.add_argument("--config", default=None, help="competition.yaml (default ./competition.yaml or the packaged one)")
+    running = argparse.ArgumentParser(add_help=False)
+    running.add_argument("--quick", action="store_true", help="small training subset and one epoch: feedback in about a minute")
+    running.add_argument("--device", default="@numpy", help="@numpy (default), @cupy:N or auto")
+    running.add_argument("--no-sandbox", action="store_true", help="run student code without isolation (trusted code only)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("data", parents=[common], help="make MNIST available offline and print its checksums")
+    p.add_argument("--verify", action="store_true", help="rebuild from the source and verify every checksum")
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("check", parents=[common, running], help="validate a submission in seconds")
+    p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument("--track", action="append", choices=TRACKS)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("grade", parents=[common, running], help="grade submissions and update the leaderboard")
+    p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument("--track", action="append", choices=TRACKS, help="grade only this track (repeatable)")
+    p.add_argument("--jobs", type=int, default=1, help="grade N submissions in parallel")
+    p.add_argument("--seed", type=int, default=None, help="seed for training and sampling (default: competition.yaml)")
+    p.add_argument("--json", default=None, help="write machine-readable results to FILE")
+    p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("leaderboard", parents=[common], help="show or export the standings")
+    p.add_argument("--track", action="append", choices=TRACKS)
+    p.add_argument("--private", action="store_true", help="rank by the private half (instructors)")
+    p.add_argument("--quick", action="store_true", help="the standings of --quick runs")
+    p.add_argument("--format", default="table", choices=["table", "md", "html", "csv", "json"])
+    p.add_argument("-o", "--output", default=None, help="write to FILE instead of the terminal")
+    p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("baselines", parents=[common, running], help="grade everything under baselines/")
+    p.add_argument("--root", default="baselines", help=argparse.SUPPRESS)
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=cmd_baselines)
+    return parser
+
+
+def main(argv=None) -> int:
+    from harness.store import db_path
+
+    args = build_parser().parse_args(argv)
+    args.db_path = str(db_path(args.db_path))
+    if hasattr(args, "no_sandbox"):
+        args.isolation = sandbox_mode(args)
+        if args.isolation is None:
+            return EXIT_ENV
+    try:
+        return args.func(args)
+    except data.DataError as exc:
+        err.print(f"[bold red]data:[/] {exc}")
+        return EXIT_ENV
+    except competition_mod.ConfigError as exc:
+        err.print(f"[bold red]config:[/] {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""Grading: for each submission and track, run the ingestion process, validate and score what it returns,
+and record the run in the store. One submission's failure never stops the others."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from harness import __version__, data, manifest as manifest_mod, sandbox
+from harness.competition import TRACKS, Competition
+from harness.outputs import InvalidOutput, read_json
+from harness.store import Run, Store
+from harness.tracks import track_module
+from harness.tracks.context import ScoringContext
+
+STATUSES = ("OK", "INVALID_SUBMISSION", "CRASH", "TIMEOUT", "OUT_OF_MEMORY", "OUTPUT_LIMIT",
+            "INVALID_OUTPUT", "SANDBOX_UNAVAILABLE", "SKIPPED")
+INGESTION_ARGV = ["-m", "harness.ingestion", "--submission", sandbox.SUBMISSION_MOUNT,
+                  "--input", sandbox.INPUT_MOUNT, "--output", sandbox.OUTPUT_MOUNT]
+
+
+@dataclass
+class GradeOptions:
+    competition: Competition
+    tracks: tuple[str, ...] = TRACKS
+    quick: bool = False
+    device: str = "@numpy"
+    seed: int | None = None
+    isolation: str = "bubblewrap"
+    kind: str = "submission"  # submission | baseline
+    artifacts_root: Path = Path("leaderboard") / "artifacts"
+    gpu_devices: tuple[int, ...] = ()
+
+
+@dataclass
+class TrackResult:
+    status: str
+    message: str = ""
+    metrics: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    device: str = ""
+    seed: int | None = None
+    isolation: str = ""
+    clamped: dict = field(default_factory=dict)
+    artifacts: dict = field(default_factory=dict)
+    run_id: int | None = None
+
+    def as_json(self) -> dict:
+        d = dict(self.__dict__)
+        d.pop("run_id")
+        return d
+
+
+@dataclass
+class SubmissionResult:
+    id: str
+    name: str
+    path: str
+    sha256: str
+    tracks: dict[str, TrackResult]
+    harness_version: str = __version__
+
+    @property
+    def ok(self) -> bool:
+        return all(t.status in ("OK", "SKIPPED") for t in self.tracks.values())
+
+    def as_json(self) -> dict:
+        return {"id": self.id, "name": self.name, "path": self.path, "sha256": self.sha256,
+                "harness_version": self.harness_version,
+                "tracks": {k: v.as_json() for k, v in self.tracks.items()}}
+
+
+def tree_sha256(root: Path) -> str:
+    """SHA-256 over the sorted relative paths and contents of the regular files under ``root``."""
+    h = hashlib.sha256()
+    root = Path(root)
+    for path in sorted(p for p in root.rglob("*") if not p.is_symlink() and p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if "__pycache__" in rel:
+            continue
+        h.update(rel.encode() + b"\0")
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def versions() -> dict:
+    import numpy
+
+    from harness.chainer_env import chainer
+
+    return {"python": platform.python_version(), "numpy": numpy.__version__, "chainer": chainer.__version__}
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``@cupy:0`` when CuPy sees a GPU, else ``@numpy``; other specs pass through."""
+    if device != "auto":
+        return device
+    try:
+        from harness.chainer_env import chainer
+
+        if chainer.backends.cuda.available:
+            return "@cupy:0"
+    except Exception:
+        pass
+    return "@numpy"
+
+
+def training_settings(spec: manifest_mod.TrackSpec, comp: Competition, quick: bool) -> tuple[dict, dict]:
+    """The epochs/batch size/optimizer the job runs with, and the clamps applied (key -> {asked, used})."""
+    track = spec.track
+    defaults, budget = comp["defaults"], comp["budget"]
+    epochs = spec.epochs or int(defaults["epochs"][track])
+    batch_size = spec.batch_size or int(defaults["batch_size"][track])
+    clamped = {}
+    max_epochs = int(budget["max_epochs"][track])
+    if epochs > max_epochs:
+        clamped["epochs"] = {"asked": epochs, "used": max_epochs}
+        epochs = max_epochs
+    if batch_size > int(budget["max_batch_size"]):
+        clamped["batch_size"] = {"asked": batch_size, "used": int(budget["max_batch_size"])}
+        batch_size = int(budget["max_batch_size"])
+    if quick:
+        epochs = min(epochs, int(comp["quick"]["max_epochs"]))
+    settings = {"epochs": epochs, "batch_size": batch_size, "optimizer": spec.optimizer or defaults["optimizer"],
+                "optimizer_args": spec.optimizer_args}
+    return settings, clamped
+
+
+def limits_for(comp: Competition, quick: bool) -> sandbox.Limits:
+    wall = float(comp["quick"]["time_limit_seconds"] if quick else comp["budget"]["time_limit_seconds"])
+    return sandbox.Limits(wall_seconds=wall, cpu_seconds=wall * 4,
+                          memory_bytes=int(comp["budget"]["memory_mb"]) << 20)
+
+
+def job_spec(spec: manifest_mod.TrackSpec, settings: dict, mode: str, seed: int, device: str, extra: dict) -> dict:
+    return {"track": spec.track, "mode": mode, "seed": seed, "device": device,
+            "classes": {role: str(ref) for role, ref in spec.classes.items()},
+            "weights": spec.weights, "train": str(spec.train) if spec.train else None,
+            **settings, **extra}
+
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+def run_job(submission_dir: Path, job: dict, write_inputs: Callable[[Path], dict | None],
+            limits: sandbox.Limits, isolation: str, gpu_devices=(), on_progress: ProgressFn | None = None):
+    """Run one ingestion job in a fresh work folder; return (work folder, SandboxResult).
+
+    ``write_inputs(input_dir)`` saves the arrays and returns extra job settings. The caller scores
+    ``work/output`` and then removes the work folder.
+    """
+    work = Path(tempfile.mkdtemp(prefix="harness-job-"))
+    sub, inp, out = work / "submission", work / "input", work / "output"
+    inp.mkdir()
+    out.mkdir()
+    sandbox.copy_submission(submission_dir, sub)
+    job = {**job, **(write_inputs(inp) or {})}
+    (inp / "job.json").write_text(json.dumps(job))
+
+    stop = threading.Event()
+
+    def poll():
+        while not stop.wait(0.3):
+            try:
+                p = read_json(out, "progress.json", 4096)
+                on_progress(str(p.get("phase", ""))[:40], int(p.get("done", 0)), int(p.get("total", 1)))
+            except (InvalidOutput, ValueError, TypeError):
+                pass
+
+    poller = threading.Thread(target=poll, daemon=True) if on_progress else None
+    if poller:
+        poller.start()
+    try:
+        result = sandbox.run_ingestion([sys.executable] + INGESTION_ARGV, submission_dir=sub, input_dir=inp,
+                                       output_dir=out, limits=limits, isolation=isolation,
+                                       env=ingestion_env(), gpu_devices=tuple(gpu_devices))
+    finally:
+        stop.set()
+        if poller:
+            poller.join()
+    return work, result
+
+
+def ingestion_env() -> dict:
+    env = {"PYTHONHASHSEED": "0"}
+    for key in ("CHAINER_DATASET_ROOT",):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    return env
+
+
+def failure_from(result: sandbox.SandboxResult, out: Path) -> TrackResult | None:
+    """Map a finished ingestion process to a failed TrackResult, or None if it succeeded."""
+    reported = None
+    try:
+        reported = read_json(out, "error.json", 8192)
+    except InvalidOutput:
+        pass
+    if reported and reported.get("status") in ("INVALID_SUBMISSION", "CRASH", "OUT_OF_MEMORY") and result.status in ("OK", "CRASH"):
+        return TrackResult(str(reported["status"]), str(reported.get("message", ""))[:2000])
+    if result.status == "OK":
+        return None
+    tail = "\n".join(result.stderr.strip().splitlines()[-8:])
+    message = result.message or f"the ingestion process exited with code {result.returncode}"
+    return TrackResult(result.status, message + (f"\n{tail}" if tail and result.status != "OUTPUT_LIMIT" else ""))
+
+
+def grade_track(path: Path, spec: manifest_mod.TrackSpec, opts: GradeOptions, mnist: data.Mnist,
+                run_uid: str, on_progress: ProgressFn | None = None) -> TrackResult:
+    comp = opts.competition
+    seed = comp.seed if opts.seed is None else opts.seed
+    module = track_module(spec.track)
+    settings, clamped = training_settings(spec, comp, opts.quick)
+    ctx = ScoringContext(mnist, comp, opts.quick, seed, opts.artifacts_root / run_uid)
+    job = job_spec(spec, settings, "grade", seed, opts.device, {})
+    started = time.monotonic()
+    work = None
+    try:
+        work, result = run_job(path, job, lambda d: module.write_inputs(ctx, d),
+                               limits_for(comp, opts.quick), opts.isolation, opts.gpu_devices, on_progress)
+        base = dict(seconds=round(time.monotonic() - started, 2), device=opts.device, seed=seed,
+                    isolation=result.isolation, clamped=clamped)
+        failed = failure_from(result, work / "output")
+        if failed:
+            failed.__dict__.update(base)
+            return failed
+        try:
+            meta = read_json(work / "output", "meta.json")
+            meta["train_seconds"] = min(max(float(meta.get("train_seconds", 0.0)), 0.0), result.wall_seconds)
+            if on_progress:
+                on_progress("scoring", 0, 1)
+            metrics, artifacts = module.score(ctx, work / "output", meta)
+        except InvalidOutput as exc:
+            return TrackResult("INVALID_OUTPUT", str(exc), **base)
+        message = "; ".join(f"{k} clamped from {v['asked']} to {v['used']} (competition budget)"
+                            for k, v in clamped.items())
+        return TrackResult("OK", message, metrics=metrics, artifacts=artifacts, **base)
+    except sandbox.SubmissionCopyError as exc:
+        return TrackResult("INVALID_SUBMISSION", str(exc), seed=seed, device=opts.device)
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def grade_submission(path: Path, opts: GradeOptions, store: Store | None, progress=None) -> SubmissionResult:
+    """Grade every requested track of one submission folder and record each run."""
+    path = Path(path)
+    sub_id = path.resolve().name
+    sha = tree_sha256(path) if path.is_dir() else ""
+    mnist = data.load()
+    try:
+        manifest = manifest_mod.load(path)
+        name = manifest.name
+        problems = None
+    except manifest_mod.ManifestError as exc:
+        manifest, name, problems = None, sub_id, str(exc)
+    results: dict[str, TrackResult] = {}
+    for track in opts.tracks:
+        run_uid = uuid.uuid4().hex
+        if problems is not None:
+            results[track] = TrackResult("INVALID_SUBMISSION", problems)
+        elif track not in manifest.tracks:
+            results[track] = TrackResult("SKIPPED", f"no '{track}' section in submission.yaml")
+            continue
+        else:
+            on_progress = progress.callback(sub_id, track) if progress else None
+            results[track] = grade_track(path, manifest.tracks[track], opts, mnist, run_uid, on_progress)
+            if progress:
+                progress.done(sub_id, track, results[track].status)
+        if store is not None:
+            r = results[track]
+            run = Run(submission_id=sub_id, name=name, path=str(path), sha256=sha, track=track,
+                      profile="quick" if opts.quick else "full", status=r.status, message=r.message,
+                      metrics=r.metrics, seconds=r.seconds, device=r.device, seed=r.seed, isolation=r.isolation,
+                      clamped=r.clamped, artifacts=r.artifacts, kind=opts.kind, harness_version=__version__,
+                      versions=versions(), run_uid=run_uid)
+            r.run_id = store.add(run).id
+    return SubmissionResult(sub_id, name, str(path), sha, results)
+
+
+def results_json(results: list[SubmissionResult]) -> dict:
+    return {"harness_version": __version__, "submissions": [r.as_json() for r in results]}

@@ -1,0 +1,101 @@
+"""Anomaly track, ingestion side: train autoencoders, return anomaly scores for unlabelled images.
+
+The course protocol trains one model on all training digits and scores one shuffled evaluation set
+in which clean and corrupted test images are mixed (the process cannot tell which is which but by
+looking). The one-class protocol trains a fresh model per normal digit and scores all test images.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from harness.ingestion.common import (F, Job, batches, chainer, count_params, eval_batch_size,
+                                      predict, seed_everything)
+
+
+def reconstruction_error(model, x):
+    """Per-image mean squared reconstruction error, shape (N,)."""
+    y = model(x)
+    return F.mean(F.reshape((y - x) ** 2, (len(x), -1)), axis=1)
+
+
+def train_autoencoder(model, x, settings, job: Job, phase: str) -> None:
+    """The harness's default loop: mean squared reconstruction error, shuffled minibatches."""
+    optimizer = settings.make_optimizer(model)
+    rng = np.random.default_rng(settings.seed)
+    n = len(x)
+    total = settings.epochs * -(-n // settings.batch_size)
+    step = 0
+    for epoch in range(1, settings.epochs + 1):
+        loss_sum = 0.0
+        for idx in batches(n, settings.batch_size, rng):
+            xb = x[settings.device.send(idx)]
+            loss = F.mean_squared_error(model(xb), xb)
+            model.cleargrads()
+            loss.backward()
+            optimizer.update()
+            loss_sum += float(loss.array) * len(idx)
+            step += 1
+            job.progress(phase, step, total)
+        settings.report(epoch, loss=loss_sum / n)
+
+
+def score_fn(model):
+    if callable(getattr(model, "anomaly_score", None)):
+        return model.anomaly_score
+    return lambda x: reconstruction_error(model, x)
+
+
+def fit(job: Job, model, x, phase: str) -> None:
+    settings = job.settings()
+    custom = job.custom_train()
+    if custom is not None:
+        custom(model, x, settings)
+    else:
+        train_autoencoder(model, x, settings, job, phase)
+
+
+def run(job: Job) -> None:
+    device = job.device
+    bs = eval_batch_size(device)
+    meta = {"train_seconds": 0.0}
+    if "course" in job.spec["protocols"]:
+        model = job.build("model")
+        start = time.perf_counter()
+        if job.spec.get("weights"):
+            job.load_weights(model, job.spec["weights"])
+            job.log(f"loaded {job.spec['weights']}; no training for the course protocol")
+        else:
+            fit(job, model, device.send(job.images("train_x")), "train (course)")
+        meta["train_seconds"] += time.perf_counter() - start
+        job.write("scores_course", predict(score_fn(model), device.send(job.array("eval_x")), bs, job, "score (course)"))
+        job.save_weights(model, "model")
+        meta["params"] = count_params(model)
+    test_x = None
+    for digit in job.spec.get("oneclass_digits", []):
+        seed_everything(job.seed + digit, device)
+        model = job.build("model")
+        start = time.perf_counter()
+        fit(job, model, device.send(job.images(f"train_x_digit{digit}")), f"train (digit {digit})")
+        meta["train_seconds"] += time.perf_counter() - start
+        if test_x is None:
+            test_x = device.send(job.images("test_x"))
+        job.write(f"scores_digit{digit}", predict(score_fn(model), test_x, bs, job, f"score (digit {digit})"))
+        if "params" not in meta:
+            job.save_weights(model, "model")
+            meta["params"] = count_params(model)
+    job.finish(**meta)
+
+
+def check(job: Job) -> list[str]:
+    from harness.ingestion.checks import check_forward, check_weights_and_train
+
+    model = job.build("model")
+    x = job.device.send(job.images("train_x")[:8])
+    problems = check_forward(job, "model", model, lambda m: m(x), (8, 1, 28, 28), "reconstruction")
+    if callable(getattr(model, "anomaly_score", None)):
+        problems += check_forward(job, "model", model, lambda m: m.anomaly_score(x), (8,), "anomaly_score")
+    problems += check_weights_and_train(job, model)
+    return problems

@@ -1,0 +1,70 @@
+"""Classify track, ingestion side: train (or load) the classifier, return logits. No labels of the test set."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from harness.ingestion.common import (F, Job, SubmissionError, batches, chainer, count_params,
+                                      eval_batch_size, predict)
+
+
+def train_classifier(model, x, t, settings, job: Job) -> None:
+    """The harness's default loop: softmax cross-entropy, shuffled minibatches, seeded."""
+    optimizer = settings.make_optimizer(model)
+    rng = np.random.default_rng(settings.seed)
+    n = len(x)
+    steps_per_epoch = -(-n // settings.batch_size)
+    total = settings.epochs * steps_per_epoch
+    step = 0
+    for epoch in range(1, settings.epochs + 1):
+        loss_sum = 0.0
+        for idx in batches(n, settings.batch_size, rng):
+            idx = settings.device.send(idx)
+            loss = F.softmax_cross_entropy(model(x[idx]), t[idx])
+            model.cleargrads()
+            loss.backward()
+            optimizer.update()
+            loss_sum += float(loss.array) * len(idx)
+            step += 1
+            job.progress("train", step, total)
+        settings.report(epoch, loss=loss_sum / n)
+
+
+def run(job: Job) -> None:
+    model = job.build("model")
+    device = job.device
+    train_x = device.send(job.images("train_x"))
+    train_y = device.send(job.array("train_y").astype(np.int32))
+    test_x = device.send(job.images("test_x"))
+
+    start = time.perf_counter()
+    if job.spec.get("weights"):
+        job.load_weights(model, job.spec["weights"])
+        job.log(f"loaded {job.spec['weights']}; no training")
+    else:
+        settings = job.settings()
+        fit = job.custom_train()
+        if fit is not None:
+            fit(model, (train_x, train_y), settings)
+        else:
+            train_classifier(model, train_x, train_y, settings, job)
+    train_seconds = time.perf_counter() - start
+
+    bs = eval_batch_size(device)
+    job.write("train_logits", predict(model, train_x, bs, job, "evaluate train"))
+    job.write("test_logits", predict(model, test_x, bs, job, "evaluate test"))
+    job.save_weights(model, "model")
+    job.finish(train_seconds=train_seconds, params=count_params(model))
+
+
+def check(job: Job) -> list[str]:
+    """Fast checks on a tiny batch: builds, forward shape/dtype/finite, gradients reach every parameter."""
+    from harness.ingestion.checks import check_forward, check_weights_and_train
+
+    model = job.build("model")
+    x = job.device.send(job.images("train_x")[:8])
+    problems = check_forward(job, "model", model, lambda m: m(x), (8, 10), "logits")
+    problems += check_weights_and_train(job, model)
+    return problems

@@ -1,0 +1,187 @@
+"""``submission.yaml``: parsed and validated without importing any student code.
+
+Every problem becomes one line that names the file, the key, what was expected and what was
+found; :class:`ManifestError` carries all of them at once so a student fixes everything in one go.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from harness.competition import TRACKS
+
+MANIFEST_NAME = "submission.yaml"
+
+# role keys naming classes, per track (SPEC, Submission contract)
+CLASS_KEYS = {
+    "classify": ("model",),
+    "generate": ("generator", "discriminator"),
+    "anomaly": ("model",),
+}
+SETTING_KEYS = ("epochs", "batch_size", "optimizer", "optimizer_args", "weights", "train")
+TOP_KEYS = ("name",) + TRACKS
+CLASS_REF = re.compile(r"^(?P<file>[A-Za-z0-9_./-]+\.py):(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
+OPTIMIZERS = (
+    "AdaDelta", "AdaGrad", "Adam", "AdamW", "AMSGrad", "AdaBound", "AMSBound", "CorrectedMomentumSGD",
+    "MomentumSGD", "MSVAG", "NesterovAG", "RMSprop", "RMSpropGraves", "SGD", "SMORMS3",
+)
+
+
+class ManifestError(ValueError):
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class ClassRef:
+    file: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.name}"
+
+
+@dataclass
+class TrackSpec:
+    track: str
+    classes: dict[str, ClassRef]
+    epochs: int | None = None
+    batch_size: int | None = None
+    optimizer: str | None = None
+    optimizer_args: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+    train: ClassRef | None = None
+
+
+@dataclass
+class Manifest:
+    path: Path
+    name: str
+    tracks: dict[str, TrackSpec]
+
+
+def _inside(root: Path, rel: str) -> bool:
+    p = PurePosixPath(rel)
+    if p.is_absolute() or ".." in p.parts:
+        return False
+    return (root / rel).resolve().is_relative_to(root.resolve())
+
+
+def _positive_int(value, where: str, problems: list[str]) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        problems.append(f"{where}: expected a positive integer, found {value!r}")
+        return None
+    return value
+
+
+def _class_ref(value, where: str, root: Path, problems: list[str]) -> ClassRef | None:
+    if not isinstance(value, str) or not CLASS_REF.match(value.strip()):
+        problems.append(f"{where}: expected 'file.py:Name' (e.g. 'model.py:Classifier'), found {value!r}")
+        return None
+    m = CLASS_REF.match(value.strip())
+    if not _inside(root, m["file"]):
+        problems.append(f"{where}: '{m['file']}' must be a path inside the submission folder")
+        return None
+    if not (root / m["file"]).is_file():
+        problems.append(f"{where}: file '{m['file']}' not found in {root}")
+        return None
+    return ClassRef(m["file"], m["name"])
+
+
+def _track(track: str, section, where: str, root: Path, problems: list[str]) -> TrackSpec | None:
+    if not isinstance(section, dict):
+        problems.append(f"{where}: expected a mapping of settings, found {type(section).__name__}")
+        return None
+    known = CLASS_KEYS[track] + SETTING_KEYS
+    for key in section:
+        if key not in known:
+            problems.append(f"{where}.{key}: unknown key (known keys for {track}: {', '.join(known)})")
+    classes = {}
+    for role in CLASS_KEYS[track]:
+        if role not in section:
+            problems.append(f"{where}.{role}: missing (expected 'file.py:Class')")
+            continue
+        ref = _class_ref(section[role], f"{where}.{role}", root, problems)
+        if ref:
+            classes[role] = ref
+    spec = TrackSpec(track, classes)
+    if "epochs" in section:
+        spec.epochs = _positive_int(section["epochs"], f"{where}.epochs", problems)
+    if "batch_size" in section:
+        spec.batch_size = _positive_int(section["batch_size"], f"{where}.batch_size", problems)
+    if "optimizer" in section:
+        opt = section["optimizer"]
+        if opt not in OPTIMIZERS:
+            problems.append(f"{where}.optimizer: expected a class in chainer.optimizers "
+                            f"({', '.join(OPTIMIZERS)}), found {opt!r}")
+        else:
+            spec.optimizer = opt
+    if "optimizer_args" in section:
+        args = section["optimizer_args"]
+        if args is None:
+            args = {}
+        if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
+            problems.append(f"{where}.optimizer_args: expected a mapping like {{alpha: 0.001}}, found {args!r}")
+        elif not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in args.values()):
+            problems.append(f"{where}.optimizer_args: expected numbers as values, found {args!r}")
+        else:
+            spec.optimizer_args = dict(args)
+    if "weights" in section:
+        w = section["weights"]
+        if not isinstance(w, str) or not w.endswith(".npz"):
+            problems.append(f"{where}.weights: expected a relative path to an .npz file, found {w!r}")
+        elif not _inside(root, w):
+            problems.append(f"{where}.weights: '{w}' must be a path inside the submission folder")
+        elif not (root / w).is_file():
+            problems.append(f"{where}.weights: file '{w}' not found in {root}")
+        else:
+            spec.weights = w
+    if "train" in section:
+        spec.train = _class_ref(section["train"], f"{where}.train", root, problems)
+    return spec
+
+
+def load(submission_dir: str | Path) -> Manifest:
+    """Parse and validate ``<submission_dir>/submission.yaml``; raise ManifestError listing every problem."""
+    root = Path(submission_dir)
+    path = root / MANIFEST_NAME
+    if not root.is_dir():
+        raise ManifestError([f"{root}: not a folder (expected a submission folder holding {MANIFEST_NAME})"])
+    if not path.is_file():
+        raise ManifestError([f"{path}: missing (copy submissions/_template/ and fill it in)"])
+    try:
+        text = path.read_text(encoding="utf-8")
+        raw = yaml.safe_load(text)
+    except UnicodeDecodeError:
+        raise ManifestError([f"{path}: not UTF-8 text"])
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ManifestError([f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}"])
+    if not isinstance(raw, dict):
+        raise ManifestError([f"{path}: expected a mapping with 'name' and tracks, found {type(raw).__name__}"])
+    problems: list[str] = []
+    for key in raw:
+        if key not in TOP_KEYS:
+            problems.append(f"{path}: {key}: unknown key (known: {', '.join(TOP_KEYS)})")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        problems.append(f"{path}: name: expected the author's name as text, found {name!r}")
+        name = root.name
+    tracks = {}
+    for track in TRACKS:
+        if track in raw:
+            spec = _track(track, raw[track], f"{path}: {track}", root, problems)
+            if spec:
+                tracks[track] = spec
+    if not any(t in raw for t in TRACKS) and not problems:
+        problems.append(f"{path}: no track given (add at least one of: {', '.join(TRACKS)})")
+    if problems:
+        raise ManifestError(problems)
+    return Manifest(path, name.strip(), tracks)

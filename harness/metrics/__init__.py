@@ -1,0 +1,1 @@
+"""Scoring-side metrics: pure functions over arrays; never import student code."""

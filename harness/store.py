@@ -1,0 +1,166 @@
+"""The leaderboard store: a SQLite database that keeps every run, never only the latest.
+
+Writers from parallel jobs and processes are safe: WAL journal, a busy timeout, one short
+``BEGIN IMMEDIATE`` transaction per insert, and a unique ``run_uid`` so a merge never duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+DEFAULT_DB = Path("leaderboard") / "leaderboard.db"
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_uid TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    submission_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'submission',   -- submission | baseline | reference
+    track TEXT NOT NULL,
+    profile TEXT NOT NULL,                     -- full | quick
+    status TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    metrics TEXT NOT NULL DEFAULT '{}',
+    seconds REAL,
+    device TEXT,
+    seed INTEGER,
+    isolation TEXT,
+    clamped TEXT NOT NULL DEFAULT '{}',
+    artifacts TEXT NOT NULL DEFAULT '{}',
+    harness_version TEXT,
+    versions TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS runs_by_track ON runs (track, profile, submission_id, id);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass
+class Run:
+    submission_id: str
+    name: str
+    path: str
+    sha256: str
+    track: str
+    profile: str
+    status: str
+    message: str = ""
+    metrics: dict = field(default_factory=dict)
+    seconds: float | None = None
+    device: str | None = None
+    seed: int | None = None
+    isolation: str | None = None
+    clamped: dict = field(default_factory=dict)
+    artifacts: dict = field(default_factory=dict)
+    kind: str = "submission"
+    harness_version: str | None = None
+    versions: dict = field(default_factory=dict)
+    run_uid: str = field(default_factory=lambda: uuid.uuid4().hex)
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    id: int | None = None
+
+    def as_json(self) -> dict:
+        d = asdict(self)
+        d.pop("id")
+        return d
+
+
+JSON_COLUMNS = ("metrics", "clamped", "artifacts", "versions")
+
+
+def db_path(explicit: str | os.PathLike | None = None) -> Path:
+    """``--db`` > ``$HARNESS_DB`` > ``leaderboard/leaderboard.db``."""
+    return Path(explicit or os.environ.get("HARNESS_DB") or DEFAULT_DB)
+
+
+class Store:
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = db_path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA busy_timeout = 60000")
+        try:
+            self.db.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError:
+            pass  # a read-only or network file system: fall back to the default journal
+        with self.transaction():
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+            self.db.execute("INSERT OR IGNORE INTO settings VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @contextmanager
+    def transaction(self):
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+
+    def add(self, run: Run) -> Run:
+        """Insert a run (ignored if its run_uid is already stored); returns it with its id."""
+        d = run.as_json()
+        for key in JSON_COLUMNS:
+            d[key] = json.dumps(d[key], sort_keys=True)
+        cols = ", ".join(d)
+        marks = ", ".join("?" for _ in d)
+        with self.transaction():
+            cur = self.db.execute(f"INSERT OR IGNORE INTO runs ({cols}) VALUES ({marks})", list(d.values()))
+            run.id = cur.lastrowid if cur.rowcount else self.db.execute(
+                "SELECT id FROM runs WHERE run_uid = ?", (run.run_uid,)).fetchone()[0]
+        return run
+
+    def runs(self, track: str | None = None, profile: str | None = None, submission_id: str | None = None,
+             path: str | None = None) -> list[Run]:
+        """Every stored run matching the filters, oldest first."""
+        where, args = [], []
+        for col, value in (("track", track), ("profile", profile), ("submission_id", submission_id), ("path", path)):
+            if value is not None:
+                where.append(f"{col} = ?")
+                args.append(value)
+        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        return [_row_to_run(r) for r in self.db.execute(sql, args)]
+
+    def get_setting(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", (key, value))
+
+    @property
+    def revealed(self) -> bool:
+        return self.get_setting("revealed", "0") == "1"
+
+
+def _row_to_run(row: sqlite3.Row) -> Run:
+    d = dict(row)
+    for key in JSON_COLUMNS:
+        d[key] = json.loads(d[key] or "{}")
+    return Run(**d)

@@ -1,0 +1,88 @@
+"""Anomaly track, scoring side: corrupted and clean test images mixed, scores back, AUROC/AUPRC here."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import numpy as np
+
+from harness import corruptions
+from harness.metrics.anomaly import anomaly_summary, course_protocol_metrics, oneclass_metrics
+from harness.outputs import count_npz_params, read_array
+from harness.tracks.context import ScoringContext, save_inputs
+
+NAME = "anomaly"
+RANK_KEY = "auroc"
+HIGHER_IS_BETTER = True
+COLUMNS = [
+    ("auroc", "auroc", "{:.4f}"),
+    ("auroc_salt", "salt", "{:.4f}"),
+    ("auroc_vbar", "vbar", "{:.4f}"),
+    ("auroc_oneclass_mean", "one-class", "{:.4f}"),
+    ("params", "params", "{:,}"),
+    ("train_seconds", "train s", "{:.1f}"),
+]
+
+
+def settings(ctx: ScoringContext) -> dict:
+    cfg = ctx.competition["anomaly"]
+    digits = ctx.competition["quick"]["oneclass_digits"] if ctx.quick else cfg["oneclass_digits"]
+    return {"corruptions": list(cfg["corruptions"]), "oneclass_digits": [int(d) for d in digits],
+            "protocols": list(cfg.get("protocols", ["course", "oneclass"]))}
+
+
+def write_inputs(ctx: ScoringContext, input_dir: Path) -> dict:
+    s = settings(ctx)
+    m = ctx.mnist
+    arrays = {}
+    if "course" in s["protocols"]:
+        course = corruptions.build_course_set(m.test_x.reshape(-1, 1, 28, 28).astype(np.float32) / 255,
+                                              s["corruptions"], ctx.seed)
+        # A fresh secret shuffle on top of the seeded one: the order reveals nothing even to someone
+        # who knows the competition's seed. Scores do not depend on order, so metrics stay reproducible.
+        secret = np.random.default_rng(secrets.randbits(128)).permutation(len(course.images))
+        ctx.extra["course"], ctx.extra["secret_order"] = course, secret
+        arrays["eval_x"] = course.images[secret]
+        arrays["train_x"] = m.train_x[ctx.train_indices()]
+    digits = s["oneclass_digits"] if "oneclass" in s["protocols"] else []
+    idx = ctx.train_indices()
+    for d in digits:
+        arrays[f"train_x_digit{d}"] = m.train_x[idx][m.train_y[idx] == d]
+    if digits:
+        arrays["test_x"] = m.test_x
+    save_inputs(input_dir, **arrays)
+    return {"protocols": s["protocols"], "oneclass_digits": digits}
+
+
+def score(ctx: ScoringContext, output_dir: Path, meta: dict) -> tuple[dict, dict]:
+    s = settings(ctx)
+    metrics: dict = {}
+    if "course" in s["protocols"]:
+        course, secret = ctx.extra["course"], ctx.extra["secret_order"]
+        shuffled = read_array(output_dir, "scores_course.npy", (len(secret),))
+        scores = np.empty_like(shuffled)
+        scores[secret] = shuffled
+        clean, corrupted = course.split(scores)
+        metrics.update(course_protocol_metrics(clean, corrupted))
+    if "oneclass" in s["protocols"]:
+        n = len(ctx.mnist.test_x)
+        by_digit = {d: read_array(output_dir, f"scores_digit{d}.npy", (n,)) for d in s["oneclass_digits"]}
+        if by_digit:
+            metrics.update(oneclass_metrics(by_digit, ctx.mnist.test_y))
+    metrics = anomaly_summary(metrics)
+    metrics["params"] = count_npz_params(output_dir, "model.npz")
+    metrics["train_seconds"] = float(meta.get("train_seconds", 0.0))
+    return metrics, {}
+
+
+def reference_rows(ctx: ScoringContext) -> dict:
+    """PCA reconstruction (scikit-learn) and random scores, under this competition's protocol."""
+    from harness.anomaly_reference import reference_rows as compute
+
+    s = settings(ctx)
+    cfg = {"corruptions": s["corruptions"] if "course" in s["protocols"] else [],
+           "oneclass_digits": s["oneclass_digits"] if "oneclass" in s["protocols"] else [], "seed": ctx.seed}
+    rows = compute(cfg, mnist=ctx.mnist)
+    return {"reference-pca": ("Reference: PCA reconstruction (32 components)", rows["pca"], {}),
+            "reference-random": ("Reference: random scores (chance)", rows["random"], {})}

@@ -1,0 +1,39 @@
+"""Classify track, scoring side: inputs without test labels in, logits out, every metric computed here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.metrics.classify import classification_metrics
+from harness.outputs import count_npz_params, read_array
+from harness.tracks.context import ScoringContext, save_inputs
+
+NAME = "classify"
+RANK_KEY = "test_accuracy_public"
+PRIVATE_RANK_KEY = "test_accuracy_private"
+HIGHER_IS_BETTER = True
+COLUMNS = [
+    ("test_accuracy", "test acc", "{:.4f}"),
+    ("train_accuracy", "train acc", "{:.4f}"),
+    ("accuracy_gap", "acc gap", "{:+.4f}"),
+    ("test_loss", "test loss", "{:.4f}"),
+    ("params", "params", "{:,}"),
+    ("train_seconds", "train s", "{:.1f}"),
+]
+
+
+def write_inputs(ctx: ScoringContext, input_dir: Path) -> dict:
+    idx = ctx.train_indices()
+    save_inputs(input_dir, train_x=ctx.mnist.train_x[idx], train_y=ctx.mnist.train_y[idx], test_x=ctx.mnist.test_x)
+    return {}
+
+
+def score(ctx: ScoringContext, output_dir: Path, meta: dict) -> tuple[dict, dict]:
+    idx = ctx.train_indices()
+    train_logits = read_array(output_dir, "train_logits.npy", (len(idx), 10))
+    test_logits = read_array(output_dir, "test_logits.npy", (len(ctx.mnist.test_x), 10))
+    metrics = classification_metrics(ctx.mnist.train_y[idx], train_logits, ctx.mnist.test_y, test_logits,
+                                      ctx.competition.public_mask(len(ctx.mnist.test_x)))
+    metrics["params"] = count_npz_params(output_dir, "model.npz")
+    metrics["train_seconds"] = float(meta.get("train_seconds", 0.0))
+    return metrics, {}

@@ -1,0 +1,68 @@
+"""Generate track, scoring side: seeded samples in, every generative metric computed here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from harness.outputs import count_npz_params, read_array
+from harness.tracks.context import ScoringContext
+
+NAME = "generate"
+RANK_KEY = "fcd"
+HIGHER_IS_BETTER = False
+COLUMNS = [
+    ("fcd", "fcd", "{:.3f}"),
+    ("classifier_score", "cls score", "{:.3f}"),
+    ("kid_mean", "kid", "{:.4f}"),
+    ("precision", "precision", "{:.3f}"),
+    ("recall", "recall", "{:.3f}"),
+    ("coverage", "coverage", "{:.3f}"),
+    ("classes_covered", "classes", "{}"),
+    ("copy_rate", "copy rate", "{:.3f}"),
+]
+
+
+def n_samples(ctx: ScoringContext) -> int:
+    return int(ctx.competition["quick"]["generate_samples"] if ctx.quick else ctx.competition["generate"]["samples"])
+
+
+def write_inputs(ctx: ScoringContext, input_dir: Path) -> dict:
+    from harness.tracks.context import save_inputs
+
+    save_inputs(input_dir, train_x=ctx.mnist.train_x[ctx.train_indices()])
+    return {"samples": n_samples(ctx)}
+
+
+def score_samples(ctx: ScoringContext, samples: np.ndarray, name: str) -> tuple[dict, dict]:
+    from harness.images import save_grid
+    from harness.metrics.generative import generative_metrics
+
+    metrics = generative_metrics(samples)
+    ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    grid = ctx.artifacts_dir / f"{name}.png"
+    save_grid(samples[:100], grid)
+    return metrics, {"samples_grid": str(grid)}
+
+
+def score(ctx: ScoringContext, output_dir: Path, meta: dict) -> tuple[dict, dict]:
+    samples = read_array(output_dir, "samples.npy", (n_samples(ctx), 1, 28, 28), np.float32, 0.0, 1.0)
+    metrics, artifacts = score_samples(ctx, samples, "samples")
+    metrics["params"] = count_npz_params(output_dir, "generator.npz")
+    metrics["train_seconds"] = float(meta.get("train_seconds", 0.0))
+    return metrics, artifacts
+
+
+def reference_rows(ctx: ScoringContext) -> dict:
+    """Real test images (the ceiling) and uniform noise (the floor), scored like any submission."""
+    n = n_samples(ctx)
+    rng = np.random.default_rng(ctx.seed)
+    real = ctx.mnist.test_x[rng.permutation(len(ctx.mnist.test_x))[:n]].reshape(-1, 1, 28, 28).astype(np.float32) / 255
+    noise = rng.uniform(0, 1, size=(n, 1, 28, 28)).astype(np.float32)
+    rows = {}
+    for ident, name, images in (("reference-real", "Reference: real test images (ceiling)", real),
+                                ("reference-noise", "Reference: uniform noise (floor)", noise)):
+        metrics, artifacts = score_samples(ctx, images, ident)
+        rows[ident] = (name, metrics, artifacts)
+    return rows
