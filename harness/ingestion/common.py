@@ -176,39 +176,44 @@ def to_numpy(array) -> np.ndarray:
     return np.asarray(chainer.backend.CpuDevice().send(array))
 
 
-def load_weights_safely(model: chainer.Link, path: Path, label: str) -> None:
-    """Load a student's ``.npz`` without pickle, naming any tensor that does not fit the model."""
+def read_npz_safely(path: Path, label: str) -> dict[str, np.ndarray]:
+    """Every array of a student's ``.npz``, read with ``allow_pickle=False``; SubmissionError otherwise."""
     try:
-        npz = np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as npz:
+            if not hasattr(npz, "files"):
+                raise SubmissionError(f"{label}: a single .npy array, expected an .npz archive (chainer.serializers.save_npz)")
+            return {key: npz[key] for key in npz.files}
+    except SubmissionError:
+        raise
     except ValueError as exc:
-        raise SubmissionError(f"{label}: holds pickled objects, which are refused "
-                              f"(save plain arrays with chainer.serializers.save_npz)") from exc
+        if "allow_pickle" in str(exc):
+            raise SubmissionError(f"{label}: holds pickled objects, which are refused "
+                                  f"(save plain arrays with chainer.serializers.save_npz)") from exc
+        raise SubmissionError(f"{label}: not a readable .npz file ({describe(exc)})") from exc
     except Exception as exc:
         raise SubmissionError(f"{label}: not a readable .npz file ({describe(exc)})") from exc
-    with npz:
-        try:
-            keys = set(npz.files)
-            expected = {}
-            for p, param in model.namedparams():
-                expected[p.lstrip("/")] = None if param.array is None else param.array.shape
-            problems = []
-            for key, shape in expected.items():
-                if key not in keys:
-                    problems.append(f"'{key}' missing")
-                    continue
-                found = npz[key]
-                if found.dtype.kind not in "fiu":
-                    problems.append(f"'{key}' has dtype {found.dtype}, expected a number array")
-                elif shape is not None and found.shape != shape:
-                    problems.append(f"'{key}' has shape {found.shape}, the model expects {shape}")
-            if problems:
-                hint = "" if len(keys) else " (the file holds no arrays)"
-                raise SubmissionError(f"{label}: does not fit the model{hint}: " + "; ".join(problems[:5]))
-            chainer.serializers.NpzDeserializer(npz, strict=False).load(model)
-        except SubmissionError:
-            raise
-        except Exception as exc:
-            raise SubmissionError(f"{label}: cannot be loaded into the model ({describe(exc)})") from exc
+
+
+def load_weights_safely(model: chainer.Link, path: Path, label: str) -> None:
+    """Load a student's ``.npz`` without pickle, naming any tensor that does not fit the model."""
+    arrays = read_npz_safely(path, label)
+    problems = []
+    for key, param in ((p.lstrip("/"), param) for p, param in model.namedparams()):
+        if key not in arrays:
+            problems.append(f"'{key}' missing")
+            continue
+        found = arrays[key]
+        if found.dtype.kind not in "fiu":
+            problems.append(f"'{key}' has dtype {found.dtype}, expected a number array")
+        elif param.array is not None and found.shape != param.array.shape:
+            problems.append(f"'{key}' has shape {found.shape}, the model expects {param.array.shape}")
+    if problems:
+        hint = "" if arrays else " (the file holds no arrays)"
+        raise SubmissionError(f"{label}: does not fit the model{hint}: " + "; ".join(problems[:5]))
+    try:
+        chainer.serializers.NpzDeserializer(arrays, strict=False).load(model)
+    except Exception as exc:
+        raise SubmissionError(f"{label}: cannot be loaded into the model ({describe(exc)})") from exc
 
 
 def batches(n: int, batch_size: int, rng: np.random.Generator | None):
