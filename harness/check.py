@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from harness import data, manifest as manifest_mod, sandbox
+from harness.jobs import ingestion_device, options_for_slot
 from harness.grade import GradeOptions, failure_from, job_spec, run_job, training_settings
 from harness.outputs import InvalidOutput, read_json
 from harness.tracks.context import save_inputs
@@ -48,6 +49,7 @@ def static_problems(root: Path, file: str) -> list[str]:
 def check_submission(path: Path, opts: GradeOptions) -> list[str]:
     """Every problem found in the submission at ``path`` (empty when it looks ready to grade)."""
     path = Path(path)
+    opts = options_for_slot(opts, 0)  # on a GPU, expose its device node to the check too
     try:
         manifest = manifest_mod.load(path)
     except manifest_mod.ManifestError as exc:
@@ -70,7 +72,8 @@ def check_submission(path: Path, opts: GradeOptions) -> list[str]:
         for key, c in clamped.items():
             problems.append(f"{manifest.path}: {track}.{key}: {c['asked']} is above the competition's budget; "
                             f"it will be clamped to {c['used']}")
-        job = job_spec(spec, settings, "check", opts.competition.seed, opts.device, {})
+        job = job_spec(spec, settings, "check", opts.competition.seed,
+                       ingestion_device(opts.device, opts.gpu_devices), {})
         work = None
         try:
             work, result = run_job(path, job, write_inputs, limits, opts.isolation, opts.gpu_devices)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import threading
@@ -14,8 +15,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from harness import __version__, competition as competition_mod, data, sandbox
+from harness.ci import add_grade_arguments, finish as ci_finish
 from harness.competition import TRACKS
+from harness.jobs import options_for_slot, select_shard
 from harness.store import Store
+from harness.workflow_cli import add_commands
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV = 0, 1, 2, 3
 # Logs (CI, files) get a wide table instead of rich's 80-column default.
@@ -127,10 +131,14 @@ def grade_paths(paths: list[Path], args, kind: str = "submission") -> int:
         tracker = GradeProgress(progress)
         local = threading.local()
 
+        slots = itertools.count()  # job slot i -> GPU i % n (harness.jobs)
+
         def one(path: Path):
             if not hasattr(local, "store"):
                 local.store = Store(args.db_path)
-            return grade_submission(path, opts, local.store, tracker)
+                local.slot = next(slots)
+            return grade_submission(path, options_for_slot(opts, local.slot, getattr(args, "gpus", None)),
+                                    local.store, tracker)
 
         if jobs == 1:
             results = [one(p) for p in paths]
@@ -147,7 +155,8 @@ def grade_paths(paths: list[Path], args, kind: str = "submission") -> int:
     if getattr(args, "json", None):
         Path(args.json).write_text(json.dumps(results_json(results), indent=2) + "\n")
         err.print(f"results written to {args.json}")
-    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+    # --junit/--gradescope/--summary-md, and --min/--max thresholds (exit 1 on a miss only when asked)
+    return ci_finish(results, args, EXIT_OK if all(r.ok for r in results) else EXIT_FAILED, err)
 
 
 # ----- commands
@@ -191,7 +200,7 @@ def cmd_grade(args) -> int:
     missing = [p for p in args.paths if not p.is_dir()]
     for p in missing:
         err.print(f"[red]{p}: not a folder[/] (expected a submission folder holding submission.yaml)")
-    return grade_paths(args.paths, args) if not missing else EXIT_USAGE
+    return grade_paths(select_shard(args.paths, getattr(args, "shard", None)), args) if not missing else EXIT_USAGE
 
 
 def cmd_baselines(args) -> int:
@@ -211,37 +220,9 @@ def cmd_baselines(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from harness.leaderboard import render_rich, render_text, standings, standings_json
+    from harness.exports import cmd_leaderboard as export_leaderboard  # every format, the overall standings
 
-    comp = competition_mod.load(args.config)
-    tracks = args.track or list(TRACKS)
-    private = True if args.private else None
-    profile = "quick" if args.quick else "full"
-    with Store(args.db_path) as store:
-        sts = [standings(store, t, profile, private, comp["selection"]) for t in tracks]
-    sts = [s for s in sts if s.rows] or sts[:0]
-    if args.format == "table" and not args.output:
-        for st in sts:
-            console.print(render_rich(st))
-        if not sts:
-            console.print("the leaderboard is empty: grade something first (`harness baselines --quick`)")
-        return EXIT_OK
-    if args.format == "json":
-        text = json.dumps({"harness_version": __version__, "standings": [standings_json(s) for s in sts]}, indent=2) + "\n"
-    elif args.format == "table":
-        rec = Console(record=True, width=160, file=open("/dev/null", "w"))
-        for st in sts:
-            rec.print(render_rich(st))
-        text = rec.export_text()
-    else:
-        text = "\n".join(render_text(st, args.format) for st in sts)
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text)
-        err.print(f"written to {args.output}")
-    else:
-        sys.stdout.write(text)
-    return EXIT_OK
+    return export_leaderboard(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="grade N submissions in parallel")
     p.add_argument("--seed", type=int, default=None, help="seed for training and sampling (default: competition.yaml)")
     p.add_argument("--json", default=None, help="write machine-readable results to FILE")
+    add_grade_arguments(p)  # --shard, --gpus, --junit, --gradescope, --summary-md, --min, --max
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("leaderboard", parents=[common], help="show or export the standings")
@@ -286,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--json", default=None)
     p.set_defaults(func=cmd_baselines)
+    add_commands(sub, common)  # reveal, history, merge, report (harness.workflow_cli)
     return parser
 
 

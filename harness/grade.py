@@ -14,12 +14,15 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 from harness import __version__, data, manifest as manifest_mod, sandbox
 from harness.competition import TRACKS, Competition
 from harness.outputs import InvalidOutput, read_json
+from harness.artifacts import save_log
+from harness.jobs import ingestion_device
 from harness.store import Run, Store
 from harness.tracks import track_module
 from harness.tracks.context import ScoringContext
@@ -55,6 +58,11 @@ class TrackResult:
     clamped: dict = field(default_factory=dict)
     artifacts: dict = field(default_factory=dict)
     run_id: int | None = None
+    # extra keys in --json (the spec allows them): what `harness merge` needs to store the run exactly once
+    run_uid: str = ""
+    created_at: str = ""
+    profile: str = ""
+    kind: str = ""
 
     def as_json(self) -> dict:
         d = dict(self.__dict__)
@@ -142,7 +150,8 @@ def training_settings(spec: manifest_mod.TrackSpec, comp: Competition, quick: bo
 
 def limits_for(comp: Competition, quick: bool) -> sandbox.Limits:
     wall = float(comp["quick"]["time_limit_seconds"] if quick else comp["budget"]["time_limit_seconds"])
-    return sandbox.Limits(wall_seconds=wall, cpu_seconds=wall * 4,
+    # RLIMIT_CPU counts every thread of a process: allow all cores busy for the whole wall time.
+    return sandbox.Limits(wall_seconds=wall, cpu_seconds=wall * max(1, os.cpu_count() or 1),
                           memory_bytes=int(comp["budget"]["memory_mb"]) << 20)
 
 
@@ -226,7 +235,7 @@ def grade_track(path: Path, spec: manifest_mod.TrackSpec, opts: GradeOptions, mn
     module = track_module(spec.track)
     settings, clamped = training_settings(spec, comp, opts.quick)
     ctx = ScoringContext(mnist, comp, opts.quick, seed, opts.artifacts_root / run_uid)
-    job = job_spec(spec, settings, "grade", seed, opts.device, {})
+    job = job_spec(spec, settings, "grade", seed, ingestion_device(opts.device, opts.gpu_devices), {})
     started = time.monotonic()
     work = None
     try:
@@ -237,6 +246,7 @@ def grade_track(path: Path, spec: manifest_mod.TrackSpec, opts: GradeOptions, mn
         failed = failure_from(result, work / "output")
         if failed:
             failed.__dict__.update(base)
+            failed.artifacts = save_log(ctx.artifacts_dir, (result.stdout or "").splitlines())
             return failed
         try:
             meta = read_json(work / "output", "meta.json")
@@ -244,8 +254,14 @@ def grade_track(path: Path, spec: manifest_mod.TrackSpec, opts: GradeOptions, mn
             if on_progress:
                 on_progress("scoring", 0, 1)
             metrics, artifacts = module.score(ctx, work / "output", meta)
+            artifacts.update(save_log(ctx.artifacts_dir, meta.get("log")))  # the student's last log lines
         except InvalidOutput as exc:
             return TrackResult("INVALID_OUTPUT", str(exc), **base)
+        except ValueError as exc:  # a metric refused the values (e.g. every score equal)
+            return TrackResult("INVALID_OUTPUT", f"the outputs cannot be scored: {exc}", **base)
+        except Exception as exc:  # one scoring bug must not stop the grading of the others
+            return TrackResult("CRASH", f"the scorer failed ({type(exc).__name__}: {exc}); "
+                                        f"this is a harness bug, please report it", **base)
         message = "; ".join(f"{k} clamped from {v['asked']} to {v['used']} (competition budget)"
                             for k, v in clamped.items())
         return TrackResult("OK", message, metrics=metrics, artifacts=artifacts, **base)
@@ -281,13 +297,15 @@ def grade_submission(path: Path, opts: GradeOptions, store: Store | None, progre
             results[track] = grade_track(path, manifest.tracks[track], opts, mnist, run_uid, on_progress)
             if progress:
                 progress.done(sub_id, track, results[track].status)
+        r = results[track]
+        r.run_uid, r.profile, r.kind = run_uid, "quick" if opts.quick else "full", opts.kind
+        r.created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         if store is not None:
-            r = results[track]
             run = Run(submission_id=sub_id, name=name, path=str(path), sha256=sha, track=track,
                       profile="quick" if opts.quick else "full", status=r.status, message=r.message,
                       metrics=r.metrics, seconds=r.seconds, device=r.device, seed=r.seed, isolation=r.isolation,
                       clamped=r.clamped, artifacts=r.artifacts, kind=opts.kind, harness_version=__version__,
-                      versions=versions(), run_uid=run_uid)
+                      versions=versions(), run_uid=run_uid, created_at=r.created_at)
             r.run_id = store.add(run).id
     return SubmissionResult(sub_id, name, str(path), sha, results)
 

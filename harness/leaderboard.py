@@ -63,8 +63,8 @@ def standings(store: Store, track: str, profile: str = "full", private: bool | N
         prev = chosen.get(ident)
         if prev is None or selection == "latest":
             chosen[ident] = run
-        elif selection == "best":
-            s_new, s_old = _score(run, key), _score(prev, key)
+        elif selection == "best":  # by the public score, even after the reveal (as Kaggle's auto-selection)
+            s_new, s_old = _score(run, module.RANK_KEY), _score(prev, module.RANK_KEY)
             if s_new is not None and (s_old is None or sign * s_new > sign * s_old):
                 chosen[ident] = run
     scored = [(r, _score(r, key)) for r in chosen.values()]
@@ -141,7 +141,7 @@ def render_rich(st: Standings, highlight: set[int] = frozenset(), title: str | N
 def render_text(st: Standings, fmt_name: str) -> str:
     header, body = table_rows(st)
     if fmt_name == "md":
-        esc = lambda s: s.replace("|", "\\|")  # noqa: E731
+        esc = lambda s: html.escape(s, quote=False).replace("|", "\\|")  # noqa: E731  (names are untrusted)
         lines = [f"### {st.track} ({st.profile}, ranked by {st.rank_key})", "",
                  "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(esc(c) for c in cells) + " |" for cells in body]

@@ -143,7 +143,7 @@ class Store:
             if value is not None:
                 where.append(f"{col} = ?")
                 args.append(value)
-        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created_at, id"
         return [_row_to_run(r) for r in self.db.execute(sql, args)]
 
     def get_setting(self, key: str, default: str | None = None) -> str | None:

@@ -58,6 +58,7 @@ def write_inputs(ctx: ScoringContext, input_dir: Path) -> dict:
 def score(ctx: ScoringContext, output_dir: Path, meta: dict) -> tuple[dict, dict]:
     s = settings(ctx)
     metrics: dict = {}
+    cases: dict = {}  # case -> (0/1 labels, scores), for the ROC curves
     if "course" in s["protocols"]:
         course, secret = ctx.extra["course"], ctx.extra["secret_order"]
         shuffled = read_array(output_dir, "scores_course.npy", (len(secret),))
@@ -65,15 +66,37 @@ def score(ctx: ScoringContext, output_dir: Path, meta: dict) -> tuple[dict, dict
         scores[secret] = shuffled
         clean, corrupted = course.split(scores)
         metrics.update(course_protocol_metrics(clean, corrupted))
+        n_clean = len(clean)
+        for kind, bad in corrupted.items():
+            labels = np.concatenate([np.zeros(n_clean, np.int8), np.ones(len(bad), np.int8)])
+            cases[kind] = (labels, np.concatenate([clean, bad]))
     if "oneclass" in s["protocols"]:
         n = len(ctx.mnist.test_x)
         by_digit = {d: read_array(output_dir, f"scores_digit{d}.npy", (n,)) for d in s["oneclass_digits"]}
         if by_digit:
             metrics.update(oneclass_metrics(by_digit, ctx.mnist.test_y))
+            for d, s_d in sorted(by_digit.items()):
+                cases[f"digit{d}"] = ((ctx.mnist.test_y != d).astype(np.int8), s_d)
     metrics = anomaly_summary(metrics)
     metrics["params"] = count_npz_params(output_dir, "model.npz")
     metrics["train_seconds"] = float(meta.get("train_seconds", 0.0))
-    return metrics, {}
+    return metrics, roc_artifact(ctx, cases, metrics)
+
+
+def roc_artifact(ctx: ScoringContext, cases: dict, metrics: dict, max_points: int = 100) -> dict:
+    """Each case's ROC curve (at most ``max_points`` points, 4 decimals) kept as ``roc_curves`` (JSON):
+    ``{"cases": {case: {"fpr": [...], "tpr": [...], "auroc": ...}}}``, drawn by the HTML exports."""
+    from harness.artifacts import write_json
+    from harness.metrics.anomaly import roc_curve_points
+
+    if not cases:
+        return {}
+    out = {}
+    for case, (labels, scores) in cases.items():
+        pts = roc_curve_points(labels, scores, max_points=max_points)
+        out[case] = {"fpr": [round(v, 4) for v in pts["fpr"]], "tpr": [round(v, 4) for v in pts["tpr"]],
+                     "auroc": metrics.get(f"auroc_{case}")}
+    return {"roc_curves": write_json(ctx.artifacts_dir, "roc_curves.json", {"cases": out})}
 
 
 def reference_rows(ctx: ScoringContext) -> dict:

@@ -32,8 +32,21 @@ def score(ctx: ScoringContext, output_dir: Path, meta: dict) -> tuple[dict, dict
     idx = ctx.train_indices()
     train_logits = read_array(output_dir, "train_logits.npy", (len(idx), 10))
     test_logits = read_array(output_dir, "test_logits.npy", (len(ctx.mnist.test_x), 10))
-    metrics = classification_metrics(ctx.mnist.train_y[idx], train_logits, ctx.mnist.test_y, test_logits,
-                                      ctx.competition.public_mask(len(ctx.mnist.test_x)))
+    public = ctx.competition.public_mask(len(ctx.mnist.test_x))
+    metrics = classification_metrics(ctx.mnist.train_y[idx], train_logits, ctx.mnist.test_y, test_logits, public)
     metrics["params"] = count_npz_params(output_dir, "model.npz")
     metrics["train_seconds"] = float(meta.get("train_seconds", 0.0))
-    return metrics, {}
+    return metrics, confusion_artifact(ctx, test_logits, public)
+
+
+def confusion_artifact(ctx: ScoringContext, test_logits, public) -> dict:
+    """The test confusion matrices (rows true digit, columns predicted; 10x10 ints) of the public and
+    the private half, kept as ``confusion_matrix`` (JSON) for ``harness report``."""
+    from harness.artifacts import write_json
+    from harness.metrics.classify import confusion_matrix
+
+    y = ctx.mnist.test_y
+    cm = {"labels": list(range(10)), "rows": "true digit", "columns": "predicted digit",
+          "public": confusion_matrix(y[public], test_logits[public]).tolist(),
+          "private": confusion_matrix(y[~public], test_logits[~public]).tolist()}
+    return {"confusion_matrix": write_json(ctx.artifacts_dir, "confusion_matrix.json", cm)}
