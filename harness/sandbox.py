@@ -1154,13 +1154,27 @@ def _kill_by_token(token: str) -> int:
     return killed
 
 
+# Student processes run a little below the harness, so that a CPU-bound process tree (a spinning
+# fork bomb) cannot starve the supervisor that enforces limits and reaps it. Alone on a machine,
+# niceness costs a student nothing.
+STUDENT_NICENESS = 5
+
+
+def _niced(preexec: Callable[[], None] | None) -> Callable[[], None]:
+    def run() -> None:
+        os.nice(STUDENT_NICENESS)
+        if preexec is not None:
+            preexec()
+    return run
+
+
 def _supervise(cmd, *, env, cwd, pass_fds, limits, output_dir, cgroup, token, isolation,
                sandboxed, preexec=None) -> SandboxResult:
     start = time.monotonic()
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=env, cwd=cwd, pass_fds=pass_fds,
-                                start_new_session=True, preexec_fn=preexec, close_fds=True)
+                                start_new_session=True, preexec_fn=_niced(preexec), close_fds=True)
     except OSError as e:
         return SandboxResult(SANDBOX_UNAVAILABLE if sandboxed else CRASH, None, "", str(e),
                              time.monotonic() - start, isolation, f"Could not start {cmd[0]}: {e}.")
