@@ -138,14 +138,20 @@ def render_rich(st: Standings, highlight: set[int] = frozenset(), title: str | N
     return table
 
 
+def markdown_table(title: str, header: list[str], body: list[list[str]]) -> str:
+    """A Markdown table under a heading; cells are escaped (student names are untrusted)."""
+    def esc(cell: str) -> str:
+        return html.escape(cell, quote=False).replace("|", "\\|")
+
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in cells) + " |" for cells in body]
+    return "\n".join(lines) + "\n"
+
+
 def render_text(st: Standings, fmt_name: str) -> str:
     header, body = table_rows(st)
     if fmt_name == "md":
-        esc = lambda s: html.escape(s, quote=False).replace("|", "\\|")  # noqa: E731  (names are untrusted)
-        lines = [f"### {st.track} ({st.profile}, ranked by {st.rank_key})", "",
-                 "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        lines += ["| " + " | ".join(esc(c) for c in cells) + " |" for cells in body]
-        return "\n".join(lines) + "\n"
+        return markdown_table(f"{st.track} ({st.profile}, ranked by {st.rank_key})", header, body)
     if fmt_name == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)

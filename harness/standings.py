@@ -27,12 +27,11 @@ first) and then by submission id. A submission with no ranked track is listed un
 
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import dataclass, field
 
 from harness.competition import TRACKS, Competition, ConfigError
-from harness.leaderboard import Standings, standings
+from harness.leaderboard import Standings, markdown_table, standings
 from harness.store import Store
 from harness.tracks import track_module
 
@@ -245,11 +244,7 @@ def render_overall_text(ov: Overall, fmt_name: str) -> str:
 
     header, body = overall_table(ov)
     if fmt_name == "md":
-        esc = lambda s: html.escape(s, quote=False).replace("|", "\\|")  # noqa: E731  (names are untrusted)
-        lines = [f"### overall ({ov.profile}, {ov.describe()})", "",
-                 "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        lines += ["| " + " | ".join(esc(c) for c in cells) + " |" for cells in body]
-        return "\n".join(lines) + "\n"
+        return markdown_table(f"overall ({ov.profile}, {ov.describe()})", header, body)
     if fmt_name == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)

@@ -7,12 +7,9 @@ looking). The one-class protocol trains a fresh model per normal digit and score
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from harness.ingestion.common import (F, Job, batches, chainer, count_params, eval_batch_size,
-                                      predict, seed_everything)
+from harness.ingestion.common import F, Job, batches, count_params, eval_batch_size, predict, seed_everything
 
 
 def reconstruction_error(model, x):
@@ -48,28 +45,15 @@ def score_fn(model):
     return lambda x: reconstruction_error(model, x)
 
 
-def fit(job: Job, model, x, phase: str) -> None:
-    settings = job.settings()
-    custom = job.custom_train()
-    if custom is not None:
-        custom(model, x, settings)
-    else:
-        train_autoencoder(model, x, settings, job, phase)
-
-
 def run(job: Job) -> None:
     device = job.device
     bs = eval_batch_size(device)
     meta = {"train_seconds": 0.0}
     if "course" in job.spec["protocols"]:
         model = job.build("model")
-        start = time.perf_counter()
-        if job.spec.get("weights"):
-            job.load_weights(model, job.spec["weights"])
-            job.log(f"loaded {job.spec['weights']}; no training for the course protocol")
-        else:
-            fit(job, model, device.send(job.images("train_x")), "train (course)")
-        meta["train_seconds"] += time.perf_counter() - start
+        x = device.send(job.images("train_x"))
+        meta["train_seconds"] += job.train_or_load(
+            model, model, x, lambda settings: train_autoencoder(model, x, settings, job, "train (course)"))
         job.write("scores_course", predict(score_fn(model), device.send(job.array("eval_x")), bs, job, "score (course)"))
         job.save_weights(model, "model")
         meta["params"] = count_params(model)
@@ -77,9 +61,9 @@ def run(job: Job) -> None:
     for digit in job.spec.get("oneclass_digits", []):
         seed_everything(job.seed + digit, device)
         model = job.build("model")
-        start = time.perf_counter()
-        fit(job, model, device.send(job.images(f"train_x_digit{digit}")), f"train (digit {digit})")
-        meta["train_seconds"] += time.perf_counter() - start
+        x = device.send(job.images(f"train_x_digit{digit}"))
+        meta["train_seconds"] += job.train(
+            model, x, lambda settings: train_autoencoder(model, x, settings, job, f"train (digit {digit})"))
         if test_x is None:
             test_x = device.send(job.images("test_x"))
         job.write(f"scores_digit{digit}", predict(score_fn(model), test_x, bs, job, f"score (digit {digit})"))

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from harness.ingestion.common import (F, Job, SubmissionError, batches, chainer, count_params,
-                                      eval_batch_size, predict)
+from harness.ingestion.common import F, Job, batches, count_params, eval_batch_size, predict
 
 
 def train_classifier(model, x, t, settings, job: Job) -> None:
@@ -39,18 +36,8 @@ def run(job: Job) -> None:
     train_y = device.send(job.array("train_y").astype(np.int32))
     test_x = device.send(job.images("test_x"))
 
-    start = time.perf_counter()
-    if job.spec.get("weights"):
-        job.load_weights(model, job.spec["weights"])
-        job.log(f"loaded {job.spec['weights']}; no training")
-    else:
-        settings = job.settings()
-        fit = job.custom_train()
-        if fit is not None:
-            fit(model, (train_x, train_y), settings)
-        else:
-            train_classifier(model, train_x, train_y, settings, job)
-    train_seconds = time.perf_counter() - start
+    train_seconds = job.train_or_load(model, model, (train_x, train_y),
+                                      lambda settings: train_classifier(model, train_x, train_y, settings, job))
 
     bs = eval_batch_size(device)
     job.write("train_logits", predict(model, train_x, bs, job, "evaluate train"))

@@ -135,6 +135,27 @@ class Job:
         ref = self.spec.get("train")
         return self.load(ref) if ref else None
 
+    def train(self, models, data, default_loop: Callable[[Settings], None]) -> float:
+        """Train with the student's ``train:`` function, ``fit(models, data, settings)``, or the
+        harness's ``default_loop(settings)``; return the seconds it took."""
+        start = time.perf_counter()
+        settings = self.settings()
+        fit = self.custom_train()
+        if fit is not None:
+            fit(models, data, settings)
+        else:
+            default_loop(settings)
+        return time.perf_counter() - start
+
+    def train_or_load(self, weights_target, models, data, default_loop: Callable[[Settings], None]) -> float:
+        """Load the manifest's ``weights:`` into ``weights_target`` if given, else :meth:`train`."""
+        if not self.spec.get("weights"):
+            return self.train(models, data, default_loop)
+        start = time.perf_counter()
+        self.load_weights(weights_target, self.spec["weights"])
+        self.log(f"loaded {self.spec['weights']}; no training")
+        return time.perf_counter() - start
+
     def load_weights(self, model: chainer.Link, rel: str) -> None:
         load_weights_safely(model, self.submission / rel, rel)
 

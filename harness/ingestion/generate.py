@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from harness.ingestion.common import (F, Job, SubmissionError, batches, chainer, count_params,
-                                      eval_batch_size, seed_everything, to_numpy)
+from harness.ingestion.common import (F, Job, batches, chainer, count_params, eval_batch_size,
+                                      seed_everything, to_numpy)
 
 
 def discriminator_losses(d_real, d_fake):
@@ -75,18 +73,8 @@ def run(job: Job) -> None:
     generator = job.build("generator")
     discriminator = job.build("discriminator")
     x = job.device.send(job.images("train_x"))
-    start = time.perf_counter()
-    if job.spec.get("weights"):
-        job.load_weights(generator, job.spec["weights"])
-        job.log(f"loaded {job.spec['weights']} into the generator; no training")
-    else:
-        settings = job.settings()
-        fit = job.custom_train()
-        if fit is not None:
-            fit((generator, discriminator), x, settings)
-        else:
-            train_gan(generator, discriminator, x, settings, job)
-    train_seconds = time.perf_counter() - start
+    train_seconds = job.train_or_load(generator, (generator, discriminator), x,
+                                      lambda settings: train_gan(generator, discriminator, x, settings, job))
     job.write("samples", sample(generator, int(job.spec["samples"]), job.seed, job.device, job))
     job.save_weights(generator, "generator")
     job.finish(train_seconds=train_seconds, params=count_params(generator))
