@@ -1,0 +1,775 @@
+"""Metrics of the generate track: pure functions over arrays, float64.
+
+Each metric takes plain NumPy arrays and returns Python floats (or a tuple of them); nothing here
+imports student code. :func:`generative_metrics` is the one entry point the grader calls: it runs
+the fixed reference classifier (``harness.reference``) on the samples and returns exactly the
+spec's keys.
+
+=================  ==========================================================================
+key                metric
+=================  ==========================================================================
+classifier_score   :func:`classifier_score` of the reference classifier's p(y|x) (1..10)
+fcd                :func:`frechet_distance` between Gaussian fits of sample and test features
+kid_mean/kid_std   :func:`kid`, unbiased squared MMD, cubic kernel, 100 subsets of 1,000
+precision ...      :func:`precision_recall_density_coverage`, k = 5, features
+class_entropy      :func:`class_entropy` of the predicted-class histogram (nats, max ln 10)
+classes_covered    :func:`classes_covered`, classes holding >= 2 % of the samples
+copy_rate          :func:`copy_rate`, pixel-space nearest training image closer than the 0.1th
+                   percentile of test-to-train nearest distances
+=================  ==========================================================================
+
+References:
+    Salimans et al., "Improved Techniques for Training GANs", NeurIPS 2016 (Inception Score).
+    Heusel et al., "GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash
+    Equilibrium", NeurIPS 2017 (FID); implementation after pytorch-fid's ``fid_score.py``.
+    Binkowski et al., "Demystifying MMD GANs", ICLR 2018 (KID).
+    Naeem et al., "Reliable Fidelity and Diversity Metrics for Generative Models", ICML 2020
+    (density and coverage; precision and recall in the k-NN form of Kynkaanniemi et al. 2019).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from scipy import linalg
+
+__all__ = [
+    "classifier_score",
+    "frechet_distance",
+    "gaussian_statistics",
+    "kid",
+    "kid_within_terms",
+    "precision_recall_density_coverage",
+    "class_entropy",
+    "classes_covered",
+    "PixelIndex",
+    "nearest_neighbour_distances",
+    "copy_threshold",
+    "copy_rate",
+    "generative_metrics",
+    "prepare_real_statistics",
+    "METRIC_KEYS",
+]
+
+#: The keys of :func:`generative_metrics`, in the spec's order.
+METRIC_KEYS = (
+    "classifier_score", "fcd", "kid_mean", "kid_std", "precision", "recall", "density",
+    "coverage", "class_entropy", "classes_covered", "copy_rate",
+)
+
+# Settings of generative_metrics (the spec's values).
+KID_SUBSETS = 100
+KID_SUBSET_SIZE = 1000
+KID_SEED = 0
+NEAREST_K = 5
+MIN_CLASS_SHARE = 0.02
+COPY_QUANTILE = 0.001
+
+
+def _probabilities(probs: np.ndarray) -> np.ndarray:
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2 or p.shape[0] == 0 or p.shape[1] == 0:
+        raise ValueError(f"probs must have shape (N, K) with N, K >= 1, found {p.shape}")
+    if not np.isfinite(p).all() or (p < 0).any():
+        raise ValueError("probs must be finite and non-negative")
+    if not np.allclose(p.sum(axis=1), 1.0, atol=1e-4):
+        raise ValueError("each row of probs must sum to 1 (pass softmax probabilities, not logits)")
+    return p
+
+
+def _features(x: np.ndarray, name: str, min_rows: int = 1) -> np.ndarray:
+    f = np.asarray(x, dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] < min_rows or f.shape[1] == 0:
+        raise ValueError(f"{name} must have shape (N, D) with N >= {min_rows}, found {f.shape}")
+    if not np.isfinite(f).all():
+        raise ValueError(f"{name} must be finite")
+    return f
+
+
+# ---------------------------------------------------------------------------------------------
+# Classifier score (Inception Score with the reference classifier)
+# ---------------------------------------------------------------------------------------------
+
+def classifier_score(probs: np.ndarray) -> float:
+    """Inception Score computed with a classifier: ``exp(E_x KL(p(y|x) || p(y)))``.
+
+    ``p(y)`` is the marginal, the mean of ``p(y|x)`` over the samples (all samples in one split,
+    unlike the original 10-split average). Terms with ``p(y|x) = 0`` contribute 0.
+
+    Args:
+        probs: (N, K) class probabilities per sample, rows summing to 1.
+
+    Returns:
+        float in ``[1, K]``: 1 when every sample gets the same distribution (or all are
+        uniform), K when predictions are confident (one-hot) and the classes are balanced.
+
+    References:
+        Salimans et al., "Improved Techniques for Training GANs", NeurIPS 2016.
+    """
+    p = _probabilities(probs)
+    py = p.mean(axis=0, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * (np.log(p) - np.log(py)), 0.0)
+    kl = terms.sum(axis=1)
+    return float(np.exp(max(kl.mean(), 0.0)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Frechet distance
+# ---------------------------------------------------------------------------------------------
+
+def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and unbiased covariance (D, D) of (N, D) features, float64 (N >= 2)."""
+    f = _features(features, "features", min_rows=2)
+    return f.mean(axis=0), np.cov(f, rowvar=False)
+
+
+def _trace_sqrt_product_eigh(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """``tr((sigma1 sigma2)^(1/2))`` as ``tr((s1^(1/2) sigma2 s1^(1/2))^(1/2))``: symmetric, real.
+
+    Both are PSD, so ``s1^(1/2) sigma2 s1^(1/2)`` is symmetric PSD and is similar to
+    ``sigma1 sigma2``; its eigenvalues (clipped at 0 against rounding) give the trace exactly.
+    """
+    w, v = linalg.eigh(sigma1)
+    s1_half = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    m = s1_half @ sigma2 @ s1_half
+    ev = linalg.eigvalsh((m + m.T) / 2.0)
+    return float(np.sqrt(np.clip(ev, 0.0, None)).sum())
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                     eps: float = 1e-6) -> float:
+    """Frechet (2-Wasserstein) distance between two Gaussians N(mu1, sigma1) and N(mu2, sigma2).
+
+    ``d^2 = ||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2))``.
+
+    As in pytorch-fid: ``scipy.linalg.sqrtm`` of the product; if that is not finite (a
+    near-singular product) ``eps * I`` is added to both covariances and the root recomputed;
+    a negligible imaginary part (rounding) is dropped. The trace is then checked against
+    ``tr((s1^(1/2) sigma2 s1^(1/2))^(1/2))`` (symmetric eigendecompositions, real by
+    construction, the principal root): ``sqrtm`` of a singular product can return a valid but
+    non-principal root (a wrong trace), or a large imaginary part (where pytorch-fid raises). When
+    the two traces disagree by more than ``1e-6`` of ``tr(sigma1) + tr(sigma2)`` the symmetric one
+    is used. The result is clipped at 0: always a finite, non-negative real number.
+
+    Args:
+        mu1, mu2: (D,) means.
+        sigma1, sigma2: (D, D) symmetric positive semi-definite covariances.
+        eps: the diagonal offset used when the product is near-singular.
+
+    Returns:
+        float, the squared Frechet distance (the quantity reported as FID).
+
+    References:
+        Dowson & Landau, "The Frechet distance between multivariate normal distributions", 1982.
+        Heusel et al., NeurIPS 2017; pytorch-fid ``fid_score.calculate_frechet_distance``.
+    """
+    mu1 = np.atleast_1d(np.asarray(mu1, dtype=np.float64))
+    mu2 = np.atleast_1d(np.asarray(mu2, dtype=np.float64))
+    sigma1 = np.atleast_2d(np.asarray(sigma1, dtype=np.float64))
+    sigma2 = np.atleast_2d(np.asarray(sigma2, dtype=np.float64))
+    d = mu1.shape[0]
+    if mu1.shape != (d,) or mu2.shape != (d,) or sigma1.shape != (d, d) or sigma2.shape != (d, d):
+        raise ValueError(f"shapes differ: mu1 {mu1.shape}, mu2 {mu2.shape}, sigma1 {sigma1.shape}, sigma2 {sigma2.shape}")
+    for name, a in (("mu1", mu1), ("mu2", mu2), ("sigma1", sigma1), ("sigma2", sigma2)):
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name} must be finite")
+
+    diff = mu1 - mu2
+    tr_sym = _trace_sqrt_product_eigh(sigma1, sigma2)
+    tr_covmean = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # LinAlgWarning "Matrix is singular": handled below
+        covmean = linalg.sqrtm(sigma1 @ sigma2)
+        if not np.isfinite(covmean).all():
+            offset = np.eye(d) * eps
+            covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    if np.isfinite(covmean).all():
+        if not np.iscomplexobj(covmean):
+            tr_covmean = float(np.trace(covmean))
+        elif np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            tr_covmean = float(np.trace(covmean.real))
+    scale = float(np.trace(sigma1) + np.trace(sigma2))
+    if tr_covmean is None or not abs(tr_covmean - tr_sym) <= 1e-6 * max(scale, 1e-300):
+        tr_covmean = tr_sym
+    value = float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_covmean)
+    return max(value, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernel Inception Distance
+# ---------------------------------------------------------------------------------------------
+
+def _cubic_kernel_sum(x: np.ndarray, y: np.ndarray, within: bool) -> float:
+    """``sum_{i,j} (x_i.y_j / d + 1)^3`` (``i != j`` when ``within``), float32 blocks, float64 sum."""
+    k = x @ y.T
+    k *= np.float32(1.0 / x.shape[1])
+    k += np.float32(1.0)
+    k3 = k * k
+    k3 *= k
+    total = float(k3.sum(dtype=np.float64))
+    if within:
+        total -= float(np.trace(k3, dtype=np.float64))
+    return total
+
+
+def _kid_subsets(n: int, m: int, n_subsets: int, seed: int, stream: int):
+    """The row indices of each subset of one set: stream 0 for the first set, 1 for the second.
+
+    Each set has its own random stream, so the subsets of a fixed set (the real data) do not
+    depend on the other set and their within-set terms can be computed once (``kid_within_terms``).
+    """
+    rng = np.random.default_rng([seed, stream])
+    for _ in range(n_subsets):
+        yield rng.choice(n, m, replace=False)
+
+
+def kid_within_terms(features: np.ndarray, m: int, n_subsets: int = 100, seed: int = 0, stream: int = 1) -> np.ndarray:
+    """Within-set terms ``1/(m(m-1)) sum_{i!=j} k(x_i, x_j)`` of each KID subset, float64 (n_subsets,).
+
+    Depends only on ``features`` and the settings, so it can be cached for the real set and passed
+    to :func:`kid` as ``b_within`` (``stream=1``: the second set).
+    """
+    f = _features(features, "features", min_rows=2).astype(np.float32)
+    if not 2 <= m <= len(f):
+        raise ValueError(f"subset size m must lie in 2..{len(f)}, found {m}")
+    return np.array([_cubic_kernel_sum(f[idx], f[idx], within=True) / (m * (m - 1))
+                     for idx in _kid_subsets(len(f), m, n_subsets, seed, stream)])
+
+
+def kid(feat_a: np.ndarray, feat_b: np.ndarray, n_subsets: int = 100, subset_size: int = 1000,
+        seed: int = 0, *, b_within: np.ndarray | None = None) -> tuple[float, float]:
+    """Kernel Inception Distance: unbiased squared MMD with a cubic polynomial kernel.
+
+    ``k(x, y) = (x.y / d + 1)^3``. For each of ``n_subsets`` subsets, ``m`` rows are drawn
+    without replacement from each set (``m = min(subset_size, len(a), len(b))``) and
+
+    ``MMD^2_u = 1/(m(m-1)) sum_{i!=j} [k(a_i,a_j) + k(b_i,b_j)] - 2/m^2 sum_{i,j} k(a_i,b_j)``.
+
+    The unbiased estimate can be slightly negative when the sets come from one distribution.
+    Kernel matrices are computed in float32 (twice the speed; relative rounding ~1e-7 of the
+    kernel values, far below the subset-to-subset spread) and summed in float64.
+
+    Args:
+        feat_a: (N_a, D) features; feat_b: (N_b, D) features (N >= 2).
+        n_subsets: number of random subsets.
+        subset_size: rows drawn from each set per subset.
+        seed: seed of the subset draws (one ``numpy.random.default_rng`` stream per set).
+        b_within: optional ``kid_within_terms(feat_b, m, n_subsets, seed)``, precomputed.
+
+    Returns:
+        (mean, std) of the subset estimates (std with ddof=0, as torch-fidelity).
+
+    References:
+        Binkowski et al., "Demystifying MMD GANs", ICLR 2018; the subset scheme of
+        clean-fid's ``kernel_distance`` and torch-fidelity's ``kid``.
+    """
+    a = _features(feat_a, "feat_a", min_rows=2).astype(np.float32)
+    b = _features(feat_b, "feat_b", min_rows=2).astype(np.float32)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"feature sizes differ: {a.shape[1]} and {b.shape[1]}")
+    if n_subsets < 1 or subset_size < 2:
+        raise ValueError("n_subsets must be >= 1 and subset_size >= 2")
+    m = min(subset_size, len(a), len(b))
+    if b_within is None:
+        b_within = kid_within_terms(b, m, n_subsets, seed, stream=1)
+    b_within = np.asarray(b_within, dtype=np.float64)
+    if b_within.shape != (n_subsets,):
+        raise ValueError(f"b_within must have shape ({n_subsets},), found {b_within.shape}")
+    mmds = np.empty(n_subsets)
+    subsets = zip(_kid_subsets(len(a), m, n_subsets, seed, 0), _kid_subsets(len(b), m, n_subsets, seed, 1))
+    for s, (ia, ib) in enumerate(subsets):
+        x, y = a[ia], b[ib]
+        a_within = _cubic_kernel_sum(x, x, within=True) / (m * (m - 1))
+        mmds[s] = a_within + b_within[s] - 2.0 * _cubic_kernel_sum(x, y, within=False) / (m * m)
+    return float(mmds.mean()), float(mmds.std())
+
+
+# ---------------------------------------------------------------------------------------------
+# Precision, recall, density, coverage
+# ---------------------------------------------------------------------------------------------
+
+_DIST_CHUNK = 256  # rows per block of a distance matrix (256 x 10k float64 = 20 MB)
+
+
+def _sq_distances(x: np.ndarray, x_sq: np.ndarray, y_t: np.ndarray, y_sq: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances (len(x), len(y)), clipped at 0.
+
+    ``y_t`` is ``y`` transposed (D, M); ``x_sq``, ``y_sq`` the squared row norms.
+    """
+    d2 = x @ y_t
+    d2 *= -2.0
+    d2 += x_sq[:, None]
+    d2 += y_sq[None, :]
+    np.maximum(d2, 0.0, out=d2)
+    return d2
+
+
+def kth_neighbour_sq_distances(features: np.ndarray, k: int) -> np.ndarray:
+    """Squared distance from each row to its k-th nearest other row (itself excluded), float64 (N,).
+
+    Exact brute-force search in float64 (scikit-learn's ``NearestNeighbors(algorithm="brute")``,
+    whose blocked, multithreaded k-NN reduction is about twice as fast as NumPy blocks).
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    f = _features(features, "features", min_rows=k + 1)
+    dist, _ = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(f).kneighbors()
+    return dist[:, k - 1] ** 2
+
+
+#: Ball membership is ``d^2 < r^2 (1 - _BALL_RTOL)``. Radii and distances come from different
+#: float64 computations (rounding ~1e-15 of the norms), so a point exactly on a ball's boundary
+#: (a real point that is another real point's k-th neighbour, when fakes equal reals) is
+#: consistently outside, as with the reference code's strict ``<`` on a single distance matrix.
+_BALL_RTOL = 1e-9
+
+
+def precision_recall_density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5,
+                                      real_radii_sq: np.ndarray | None = None) -> dict[str, float]:
+    """k-NN precision, recall, density and coverage of ``fake`` against ``real`` features.
+
+    With ``B(x, r)`` the ball around ``x`` of radius ``r`` and ``NND_k(x)`` the distance from
+    ``x`` to its k-th nearest neighbour within its own set:
+
+    - precision = share of fakes inside some real ball ``B(r_i, NND_k(r_i))``;
+    - recall    = share of reals inside some fake ball ``B(f_j, NND_k(f_j))``;
+    - density   = ``1/(k M) sum_j sum_i 1[f_j in B(r_i, NND_k(r_i))]`` (about 1 for matching
+      distributions, above 1 when fakes crowd dense real regions);
+    - coverage  = share of reals whose ball holds at least one fake.
+
+    Exact nearest neighbours (no approximate search), float64 throughout, distances in blocks.
+    Membership is strict, ``d^2 < NND_k^2 (1 - 1e-9)``: points on a boundary (ties, e.g. fakes
+    equal to reals) are outside, as with the reference implementation's ``d < NND_k`` on a
+    single distance matrix.
+
+    Args:
+        real: (N, D) real features; fake: (M, D) fake features (N, M > k).
+        k: neighbourhood size.
+        real_radii_sq: optional precomputed ``kth_neighbour_sq_distances(real, k)`` (N,),
+            reused across calls for a fixed real set.
+
+    Returns:
+        dict with float ``precision``, ``recall``, ``density``, ``coverage``.
+
+    References:
+        Naeem et al., "Reliable Fidelity and Diversity Metrics for Generative Models", ICML 2020
+        (github.com/clovaai/generative-evaluation-prdc); Kynkaanniemi et al., "Improved
+        Precision and Recall Metric for Assessing Generative Models", NeurIPS 2019.
+    """
+    r = _features(real, "real", min_rows=k + 1)
+    f = _features(fake, "fake", min_rows=k + 1)
+    if r.shape[1] != f.shape[1]:
+        raise ValueError(f"feature sizes differ: {r.shape[1]} and {f.shape[1]}")
+    if real_radii_sq is None:
+        real_radii_sq = kth_neighbour_sq_distances(r, k)
+    real_radii_sq = np.asarray(real_radii_sq, dtype=np.float64)
+    if real_radii_sq.shape != (len(r),):
+        raise ValueError(f"real_radii_sq must have shape ({len(r)},), found {real_radii_sq.shape}")
+    real_balls = real_radii_sq * (1.0 - _BALL_RTOL)
+    fake_balls = kth_neighbour_sq_distances(f, k) * (1.0 - _BALL_RTOL)
+
+    r_t, r_sq = np.ascontiguousarray(r.T), np.einsum("ij,ij->i", r, r)
+    f_sq = np.einsum("ij,ij->i", f, f)
+    in_real_balls = np.zeros(len(f), dtype=np.int64)   # per fake: how many real balls hold it
+    real_in_fake_ball = np.zeros(len(r), dtype=bool)   # per real: inside some fake ball
+    real_ball_hit = np.zeros(len(r), dtype=bool)       # per real: its ball holds some fake
+    for j in range(0, len(f), _DIST_CHUNK):
+        d2 = _sq_distances(f[j:j + _DIST_CHUNK], f_sq[j:j + _DIST_CHUNK], r_t, r_sq)  # (fakes, reals)
+        inside = d2 < real_balls[None, :]
+        in_real_balls[j:j + _DIST_CHUNK] = np.count_nonzero(inside, axis=1)
+        real_ball_hit |= inside.any(axis=0)
+        real_in_fake_ball |= (d2 < fake_balls[j:j + _DIST_CHUNK, None]).any(axis=0)
+    return {
+        "precision": float((in_real_balls > 0).mean()),
+        "recall": float(real_in_fake_ball.mean()),
+        "density": float(in_real_balls.sum() / (k * len(f))),
+        "coverage": float(real_ball_hit.mean()),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Class histogram
+# ---------------------------------------------------------------------------------------------
+
+def _class_shares(probs: np.ndarray) -> np.ndarray:
+    p = _probabilities(probs)
+    counts = np.bincount(p.argmax(axis=1), minlength=p.shape[1])
+    return counts / counts.sum()
+
+
+def class_entropy(probs: np.ndarray) -> float:
+    """Entropy (nats) of the histogram of predicted classes ``argmax_y p(y|x)``.
+
+    Args:
+        probs: (N, K) class probabilities.
+
+    Returns:
+        float in ``[0, ln K]``: ``ln 10 = 2.3026`` for perfectly balanced digits, 0 when every
+        sample is predicted as the same digit (mode collapse).
+    """
+    shares = _class_shares(probs)
+    nz = shares[shares > 0]
+    return float(max(-(nz * np.log(nz)).sum(), 0.0)) + 0.0  # + 0.0: never -0.0
+
+
+def classes_covered(probs: np.ndarray, min_share: float = 0.02) -> int:
+    """Number of classes predicted for at least ``min_share`` of the samples (0..K).
+
+    Args:
+        probs: (N, K) class probabilities.
+        min_share: the share of samples a class must hold to count (default 2 %).
+    """
+    return int((_class_shares(probs) >= min_share).sum())
+
+
+# ---------------------------------------------------------------------------------------------
+# Copy detection in pixel space
+# ---------------------------------------------------------------------------------------------
+
+def _pixels(x: np.ndarray, name: str) -> np.ndarray:
+    """(N, ...) images -> (N, P) float32; uint8 arrays are read as x / 255 (the [0, 1] scale)."""
+    a = np.asarray(x)
+    if a.ndim < 2 or a.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty batch of images, found shape {a.shape}")
+    a = a.reshape(len(a), -1)
+    if a.dtype == np.uint8:
+        out = a.astype(np.float32)
+        out /= np.float32(255.0)  # in place: the same values as data.to_images
+        return out
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} must be finite")
+    return a
+
+
+def _row_sq(x: np.ndarray) -> np.ndarray:
+    """Squared row norms as float64 (N,), summed in float32 blocks (no float64 copy of x)."""
+    out = np.empty(len(x))
+    for i in range(0, len(x), 8192):
+        out[i:i + 8192] = np.einsum("ij,ij->i", x[i:i + 8192], x[i:i + 8192])
+    return out
+
+
+class PixelIndex:
+    """Exact Euclidean range queries against a fixed set of images (the training set).
+
+    ``any_within(q, radius)`` answers "is some reference image closer than ``radius``?" exactly,
+    without the full (N x 60,000 x 784) product, by two lower bounds of ``||x - y||``:
+
+    - the norms: ``| ||x|| - ||y|| | <= ||x - y||``; reference images are sorted by norm, and a
+      block of queries (sorted by norm too) is only compared with the slice of reference images
+      whose norms lie within ``radius`` of the block's (about a third of MNIST);
+    - a projection: each image ``x`` is mapped to ``[P x, ||x - P^T P x||]`` with ``P`` the top
+      ``n_components`` principal axes; distances between mapped images are lower bounds of the
+      true distances (Pythagoras and the reverse triangle inequality).
+
+    Only pairs whose bounds are below the radius get an exact check, in float64.
+    """
+
+    def __init__(self, reference: np.ndarray, n_components: int = 48, pca_rows: int = 10000):
+        ref = _pixels(reference, "reference")
+        self.dim = ref.shape[1]
+        c = int(min(n_components, self.dim, len(ref)))
+        # Principal subspace by subspace iteration on the covariance of a subsample (a full
+        # eigendecomposition of 784 x 784 costs seconds on two cores). Any orthonormal basis
+        # keeps the search exact; a good one only prunes more.
+        sub = ref[:: max(1, len(ref) // pca_rows)]
+        sub = sub - sub.mean(axis=0)
+        cov = (sub.T @ sub).astype(np.float64)
+        basis = np.random.default_rng(0).standard_normal((self.dim, c))
+        for _ in range(4):
+            basis, _ = np.linalg.qr(cov @ basis)
+        self.basis = np.ascontiguousarray(basis, dtype=np.float32)  # (P, c), orthonormal columns
+        ref_sq = _row_sq(ref)
+        self.order = np.argsort(ref_sq, kind="stable")  # reference rows sorted by norm
+        self.reference = ref[self.order]
+        self.ref_sq = ref_sq[self.order]
+        self.ref_norm = np.sqrt(self.ref_sq)
+        self._ref_mapped = self._augment_reference(self._map(self.reference, self.ref_sq))
+
+    def _map(self, x: np.ndarray, x_sq: np.ndarray) -> np.ndarray:
+        proj = x @ self.basis
+        p_sq = _row_sq(proj)
+        resid = np.sqrt(np.clip(x_sq - p_sq, 0.0, None))
+        return np.concatenate([proj, resid[:, None].astype(np.float32)], axis=1)
+
+    @staticmethod
+    def _augment_reference(y: np.ndarray) -> np.ndarray:
+        # Rows [-2 y, 1, ||y||^2] (transposed) so that [x, ||x||^2, 1] . (.) = ||x - y||^2.
+        y_sq = _row_sq(y)
+        return np.ascontiguousarray(np.concatenate(
+            [-2.0 * y, np.ones((len(y), 1), np.float32), y_sq[:, None].astype(np.float32)], axis=1).T)
+
+    @staticmethod
+    def _augment_query(x: np.ndarray) -> np.ndarray:
+        x_sq = _row_sq(x)
+        return np.concatenate([x, x_sq[:, None].astype(np.float32), np.ones((len(x), 1), np.float32)], axis=1)
+
+    def _exact_sq(self, q: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Exact squared distances between ``q[rows]`` and reference rows ``cols`` (sorted order)."""
+        out = np.empty(len(rows))
+        for i in range(0, len(rows), 4096):
+            diff = q[rows[i:i + 4096]].astype(np.float64) - self.reference[cols[i:i + 4096]]
+            out[i:i + 4096] = np.einsum("ij,ij->i", diff, diff)
+        return out
+
+    def _row_within_exact(self, qrow: np.ndarray, lo: int, hi: int, radius_sq: float, slack: float) -> bool:
+        """One query against reference rows lo..hi (the fallback when the bound prunes little)."""
+        ref = self.reference[lo:hi]
+        d2 = (float(qrow.astype(np.float64) @ qrow) + self.ref_sq[lo:hi]) - 2.0 * (ref @ qrow)
+        cols = np.flatnonzero(d2 < radius_sq + slack) + lo
+        if len(cols) == 0:
+            return False
+        return bool((self._exact_sq(qrow[None, :], np.zeros(len(cols), np.int64), cols) < radius_sq).any())
+
+    def any_within(self, queries: np.ndarray, radius: float, chunk: int = 256, max_candidates: int = 256) -> np.ndarray:
+        """bool (N,): whether some reference image lies at Euclidean distance < ``radius``."""
+        q = _pixels(queries, "queries")
+        if q.shape[1] != self.dim:
+            raise ValueError(f"queries have {q.shape[1]} pixels, the reference images {self.dim}")
+        radius = float(radius)
+        radius_sq = radius * radius
+        q_sq = _row_sq(q)
+        q_order = np.argsort(q_sq, kind="stable")
+        q, q_sq = q[q_order], q_sq[q_order]
+        q_norm = np.sqrt(q_sq)
+        mapped = self._augment_query(self._map(q, q_sq))
+        # float32 rounding of the bound: |error| <~ 1e-6 (||x||^2 + ||y||^2); keep a wide margin.
+        slack = 1e-4 * (float(q_sq.max()) + float(self.ref_sq.max())) + 1e-6
+        # float32 norms are accurate to ~5e-5 relative (784 terms); the margin is 20 times that.
+        margin = radius + 1e-3 * (1.0 + float(max(self.ref_norm.max(), q_norm.max())))
+        found = np.zeros(len(q), dtype=bool)
+        for i in range(0, len(q), chunk):
+            qb = q[i:i + chunk]
+            lo = int(np.searchsorted(self.ref_norm, q_norm[i] - margin, side="left"))
+            hi = int(np.searchsorted(self.ref_norm, q_norm[i:i + chunk][-1] + margin, side="right"))
+            if hi <= lo:
+                continue
+            lb = mapped[i:i + chunk] @ self._ref_mapped[:, lo:hi]  # (block, slice) squared lower bounds
+            best = lb.argmin(axis=1)
+            rows = np.flatnonzero(lb[np.arange(len(lb)), best] < radius_sq + slack)
+            if len(rows) == 0:
+                continue
+            # The pair with the smallest bound is nearly always the answer (a copy): check it first.
+            hit = self._exact_sq(qb, rows, best[rows] + lo) < radius_sq
+            found[i + rows[hit]] = True
+            for r in rows[~hit]:
+                cols = np.flatnonzero(lb[r] < radius_sq + slack)
+                if len(cols) > max_candidates:
+                    found[i + r] = self._row_within_exact(qb[r], lo, hi, radius_sq, slack)
+                else:
+                    found[i + r] = bool((self._exact_sq(qb, np.full(len(cols), r), cols + lo) < radius_sq).any())
+        out = np.empty(len(q), dtype=bool)
+        out[q_order] = found
+        return out
+
+
+def nearest_neighbour_distances(queries: np.ndarray, reference: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """Exact Euclidean distance (float64 (N,)) from each query image to its nearest reference image.
+
+    Blocked float32 products find the candidates; every distance within the float32 rounding
+    margin of the row minimum is then recomputed in float64, so the result is exact.
+    """
+    q = _pixels(queries, "queries")
+    ref = _pixels(reference, "reference")
+    if q.shape[1] != ref.shape[1]:
+        raise ValueError(f"queries have {q.shape[1]} pixels, the reference images {ref.shape[1]}")
+    ref_sq = _row_sq(ref)
+    ref_sq32 = ref_sq.astype(np.float32)
+    out = np.empty(len(q))
+    for i in range(0, len(q), chunk):
+        block = q[i:i + chunk]
+        b_sq = _row_sq(block)
+        d2 = block @ ref.T
+        d2 *= np.float32(-2.0)
+        d2 += ref_sq32[None, :]
+        d2 += b_sq[:, None].astype(np.float32)
+        slack = 1e-4 * (b_sq[:, None] + ref_sq.max()) + 1e-6
+        row_min = d2.min(axis=1, keepdims=True)
+        rows, cols = np.nonzero(d2 <= row_min + slack)
+        diff = block[rows].astype(np.float64) - ref[cols]
+        exact = np.einsum("ij,ij->i", diff, diff)
+        best = np.full(len(block), np.inf)
+        np.minimum.at(best, rows, exact)
+        out[i:i + chunk] = np.sqrt(best)
+    return out
+
+
+def copy_threshold(train_pixels: np.ndarray, test_pixels: np.ndarray, quantile: float = 0.001) -> float:
+    """The copy radius: the ``quantile`` of test-to-train nearest-neighbour pixel distances.
+
+    Held-out real digits are this close to a training image only ``quantile`` of the time, so a
+    sample closer than that is a (near-)copy rather than a new digit. Cost: a full
+    (N_test x N_train) distance pass; :func:`generative_metrics` caches it on disk.
+    """
+    if not 0.0 <= quantile <= 1.0:
+        raise ValueError(f"quantile must lie in [0, 1], found {quantile}")
+    return float(np.quantile(nearest_neighbour_distances(test_pixels, train_pixels), quantile))
+
+
+def copy_rate(samples_pixels: np.ndarray, train_pixels: np.ndarray | None, test_pixels: np.ndarray | None,
+              quantile: float = 0.001, *, threshold: float | None = None,
+              index: PixelIndex | None = None) -> float:
+    """Share of samples whose nearest training image (pixel L2) is nearer than the copy radius.
+
+    The radius is :func:`copy_threshold` ``(train, test, quantile)``: the ``quantile`` (0.1 %) of
+    test-to-train nearest distances. A generator that returns (lightly perturbed) training
+    images scores near 1; one that makes new digits scores near 0 (held-out test images score
+    about ``quantile`` by construction).
+
+    Args:
+        samples_pixels: (N, 1, 28, 28) or (N, 784) images in [0, 1] (uint8 is read as x / 255).
+        train_pixels: (N_train, ...) training images, same scale (may be None with ``index``).
+        test_pixels: (N_test, ...) held-out images (may be None with ``threshold``).
+        quantile: the share of test images the radius lets through.
+        threshold: a precomputed radius (skips the test-to-train pass).
+        index: a :class:`PixelIndex` of ``train_pixels`` (reused across calls).
+
+    Returns:
+        float in [0, 1].
+    """
+    if index is None:
+        if train_pixels is None:
+            raise ValueError("copy_rate needs train_pixels or an index")
+        index = PixelIndex(train_pixels)
+    if threshold is None:
+        if test_pixels is None or train_pixels is None:
+            raise ValueError("copy_rate needs train_pixels and test_pixels, or a threshold")
+        threshold = copy_threshold(train_pixels, test_pixels, quantile)
+    return float(index.any_within(samples_pixels, threshold).mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole suite, with the reference classifier and cached real-data statistics
+# ---------------------------------------------------------------------------------------------
+
+def _disk_cached(name: str, compute: Callable[[], dict[str, np.ndarray]],
+                 shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """Arrays cached as ``data.cache_dir()/name``; recomputed when missing, unreadable or of
+    other shapes than ``shapes``."""
+    from harness import data
+
+    path = Path(data.cache_dir()) / name
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in shapes}
+            if all(arrays[k].shape == shape and np.isfinite(arrays[k]).all() for k, shape in shapes.items()):
+                return arrays
+        except Exception:
+            pass
+    arrays = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    return arrays
+
+
+_context: dict[str, object] = {}
+
+
+def prepare_real_statistics() -> None:
+    """Fill the disk caches :func:`generative_metrics` reads (a few tens of seconds, once per
+    machine and reference classifier): test-set features and their Gaussian fit and k-NN radii,
+    the KID terms of the test subsets, the test-to-train pixel distances of the copy radius."""
+    _real_context()
+    _real_kid_within(KID_SUBSET_SIZE)
+
+
+def _real_context() -> dict[str, object]:
+    """Everything about the real data the suite reuses: computed once per process, cached on disk."""
+    if _context:
+        return _context
+    from harness import data, reference
+
+    m = data.load_or_prepare()
+    probs, feats = reference.test_features()
+    mu, sigma = reference.test_feature_statistics()
+    sha = reference.REFERENCE_SHA256[:16]
+    radii = _disk_cached(
+        f"reference-{sha}-test-knn{NEAREST_K}-v2.npz",
+        lambda: {"radii_sq": kth_neighbour_sq_distances(feats, NEAREST_K)},
+        {"radii_sq": (len(feats),)})["radii_sq"]
+    data_key = data.SHA256["train_x"][:8] + data.SHA256["test_x"][:8]
+    nn = _disk_cached(
+        f"copy-test-to-train-{data_key}.npz",
+        lambda: {"distances": nearest_neighbour_distances(m.test_x, m.train_x)},
+        {"distances": (len(m.test_x),)})["distances"]
+    _context.update(
+        features=feats, mu=mu, sigma=sigma, radii_sq=radii, kid_within={},
+        copy_threshold=float(np.quantile(nn, COPY_QUANTILE)),
+        index=PixelIndex(m.train_x),
+    )
+    return _context
+
+
+def _real_kid_within(m: int) -> np.ndarray:
+    """The test features' within-set KID terms for subsets of ``m`` (cached on disk for m = 1000)."""
+    from harness import reference
+
+    ctx = _real_context()
+    cache = ctx["kid_within"]
+    if m not in cache:
+        def compute():
+            return {"terms": kid_within_terms(ctx["features"], m, KID_SUBSETS, KID_SEED, stream=1)}
+
+        if m == KID_SUBSET_SIZE:
+            name = f"reference-{reference.REFERENCE_SHA256[:16]}-test-kid-m{m}-n{KID_SUBSETS}-s{KID_SEED}-v1.npz"
+            cache[m] = _disk_cached(name, compute, {"terms": (KID_SUBSETS,)})["terms"]
+        else:
+            cache[m] = compute()["terms"]
+    return cache[m]
+
+
+def generative_metrics(samples: np.ndarray) -> dict[str, float]:
+    """Score generated digits with the reference classifier: the generate track's metrics.
+
+    Real data is the canonical 10k test set (all of it, no subsampling): its features, their
+    Gaussian fit and their k-NN radii are computed once and cached (``data.cache_dir()``), as are
+    the test-to-train pixel distances behind the copy radius.
+
+    Args:
+        samples: float32 (N, 1, 28, 28) in [0, 1] (the spec's N is 10,000; N >= 6 works, but
+            the feature metrics are biased for small N: compare runs of equal N).
+
+    Returns:
+        dict with exactly the keys of :data:`METRIC_KEYS`: ``classifier_score``, ``fcd``,
+        ``kid_mean``, ``kid_std``, ``precision``, ``recall``, ``density``, ``coverage``,
+        ``class_entropy``, ``classes_covered`` (int), ``copy_rate``.
+    """
+    from harness import reference
+
+    x = np.asarray(samples)
+    if x.ndim != 4 or x.shape[1:] != (1, 28, 28) or len(x) <= NEAREST_K:
+        raise ValueError(f"samples must have shape (N, 1, 28, 28) with N > {NEAREST_K}, found {x.shape}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise ValueError("samples must be finite")
+
+    ctx = _real_context()
+    probs, feats = reference.predict(x)
+    mu, sigma = gaussian_statistics(feats)
+    kid_mean, kid_std = kid(feats, ctx["features"], KID_SUBSETS, KID_SUBSET_SIZE, KID_SEED,
+                            b_within=_real_kid_within(min(KID_SUBSET_SIZE, len(feats))))
+    prdc = precision_recall_density_coverage(ctx["features"], feats, NEAREST_K, real_radii_sq=ctx["radii_sq"])
+    result = {
+        "classifier_score": classifier_score(probs),
+        "fcd": frechet_distance(mu, sigma, ctx["mu"], ctx["sigma"]),
+        "kid_mean": kid_mean,
+        "kid_std": kid_std,
+        "precision": prdc["precision"],
+        "recall": prdc["recall"],
+        "density": prdc["density"],
+        "coverage": prdc["coverage"],
+        "class_entropy": class_entropy(probs),
+        "classes_covered": classes_covered(probs, MIN_CLASS_SHARE),
+        "copy_rate": copy_rate(x, None, None, threshold=ctx["copy_threshold"], index=ctx["index"]),
+    }
+    assert tuple(result) == METRIC_KEYS
+    return result

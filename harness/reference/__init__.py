@@ -1,0 +1,265 @@
+"""The reference classifier of the generate track: integrity-checked loading and inference.
+
+Scoring side only: this module never imports student code. The weights file
+``reference_classifier.npz`` is produced by ``scripts/train_reference_classifier.py`` (trained on
+the 60,000 training images only) and is refused unless its SHA-256 equals
+:data:`REFERENCE_SHA256`. It is read with ``numpy.load(allow_pickle=False)`` and
+``chainer.serializers.NpzDeserializer``; never with ``chainer.serializers.load_npz``.
+
+Public functions:
+
+- :func:`load_reference` -> the :class:`ReferenceClassifier` (checked, loaded once per process);
+- :func:`predict` ``(N,1,28,28) float32 -> (probs (N,10), features (N,128))`` in float64, in
+  evaluation mode (``train=False``, no backprop), batches of 100 spread over threads;
+  ``probs = softmax(logits / TEMPERATURE)`` with ``TEMPERATURE = 0.5`` (see there);
+- :func:`test_features` / :func:`test_feature_statistics`: the 10k test set through the network,
+  computed once and cached in ``data.cache_dir()`` keyed by the weights' SHA-256.
+
+The classifier: conv5x5(32)-BN-ReLU-pool, conv5x5(64)-BN-ReLU-pool, fc128-BN-ReLU (the
+features), fc10; 99.46 % test accuracy (``harness/reference/model.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from harness import data
+from harness.chainer_env import chainer
+from harness.reference.model import FEATURE_SIZE, ReferenceClassifier
+
+__all__ = [
+    "REFERENCE_SHA256",
+    "WEIGHTS_PATH",
+    "FEATURE_SIZE",
+    "TEMPERATURE",
+    "ReferenceClassifier",
+    "ReferenceIntegrityError",
+    "load_reference",
+    "predict",
+    "test_features",
+    "test_feature_statistics",
+    "save_params_npz",
+]
+
+#: SHA-256 of the shipped ``reference_classifier.npz`` (printed by the training script).
+REFERENCE_SHA256 = "17d95c5d09a1d781afb4df70d6c61e80d6246b798ed92a79b620fc77b5e74726"
+WEIGHTS_PATH = Path(__file__).resolve().parent / "reference_classifier.npz"
+#: Softmax temperature of :func:`predict`'s probabilities: ``softmax(logits / T)``.
+#: The network is trained with shift augmentation and a cosine schedule to zero, which leaves its
+#: own softmax soft on real digits (mean entropy 0.024 nats on the test set, classifier score
+#: 9.75). The classifier score is meant for a confident classifier (real test digits >= 9.8 in
+#: the spec), so probabilities are sharpened by a fixed factor 2: real test digits score 9.92.
+#: Argmax (accuracy, class_entropy, classes_covered) and the features do not depend on it.
+TEMPERATURE = 0.5
+#: Bump when the cached test-set arrays change meaning (layout, preprocessing).
+_CACHE_VERSION = 1
+_PREDICT_BATCH = 100  # fastest on CPU (im2col buffers stay in cache); any size gives the same result
+_PREDICT_THREADS = min(4, os.cpu_count() or 1)
+
+
+class ReferenceIntegrityError(RuntimeError):
+    """The reference weights are missing or are not the file the harness was released with."""
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_params_npz(model: "chainer.Link", path: str | os.PathLike) -> str:
+    """Write ``model``'s parameters and persistent values as a byte-reproducible compressed npz.
+
+    The keys are those of ``chainer.serializers.save_npz`` (so ``NpzDeserializer`` reads it),
+    but zip entries carry a fixed timestamp and a sorted order, so the same weights always give
+    the same file and the same SHA-256 (``numpy.savez_compressed`` stamps the current time).
+    Returns the SHA-256 of the written file.
+    """
+    ser = chainer.serializers.DictionarySerializer()
+    ser.save(model)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key in sorted(ser.target):
+            value = np.asarray(ser.target[key])
+            if value.dtype.kind == "f":
+                value = value.astype(np.float32)
+            buf = io.BytesIO()
+            # copy(order="C"), not ascontiguousarray: that turns 0-d scalars (BN's counter N)
+            # into shape (1,), which Chainer then reads back with a NumPy deprecation warning.
+            np.lib.format.write_array(buf, value.copy(order="C"), allow_pickle=False)
+            info = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buf.getvalue(), compresslevel=9)
+    os.replace(tmp, path)
+    return sha256_file(path)
+
+
+_model_cache: dict[tuple[str, str], ReferenceClassifier] = {}
+
+
+def load_reference(path: str | os.PathLike | None = None, sha256: str | None = None) -> ReferenceClassifier:
+    """Load the reference classifier after checking the file's SHA-256.
+
+    Args:
+        path: the weights file; default the shipped ``reference_classifier.npz``.
+        sha256: the expected SHA-256; default :data:`REFERENCE_SHA256` (the check is never
+            skipped: the training script passes the hash of the file it just wrote).
+
+    Raises:
+        ReferenceIntegrityError: the file is missing, differs from the expected SHA-256, or does
+            not hold the reference architecture's parameters.
+    """
+    path = Path(path) if path is not None else WEIGHTS_PATH
+    sha256 = sha256 or REFERENCE_SHA256
+    if not path.is_file():
+        raise ReferenceIntegrityError(
+            f"{path}: reference classifier weights are missing; reinstall the harness or run "
+            f"`python scripts/train_reference_classifier.py`"
+        )
+    blob = path.read_bytes()  # hash and parse the same bytes
+    found = hashlib.sha256(blob).hexdigest()
+    if found != sha256:
+        raise ReferenceIntegrityError(
+            f"{path}: SHA-256 {found} does not match the reference classifier this harness "
+            f"was released with ({sha256}); the file was modified or replaced. Restore it from "
+            f"the repository (git checkout -- {path.name}) or reinstall the harness"
+        )
+    key = (str(path), found)
+    if key in _model_cache:
+        return _model_cache[key]
+    model = ReferenceClassifier()
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            chainer.serializers.NpzDeserializer(npz, strict=True).load(model)
+    except Exception as exc:
+        raise ReferenceIntegrityError(f"{path}: not a reference classifier weights file ({type(exc).__name__}: {exc})") from exc
+    _model_cache[key] = model
+    return model
+
+
+def _as_images(images: np.ndarray) -> np.ndarray:
+    x = np.asarray(images)
+    if x.ndim != 4 or x.shape[1:] != (1, 28, 28):
+        raise ValueError(f"images must have shape (N, 1, 28, 28), found {x.shape}")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _softmax64(logits: np.ndarray) -> np.ndarray:
+    """softmax(logits / TEMPERATURE) in float64, row-wise."""
+    z = np.asarray(logits, dtype=np.float64) / TEMPERATURE
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def predict_raw(images: np.ndarray, model: ReferenceClassifier | None = None,
+                batch_size: int = _PREDICT_BATCH) -> tuple[np.ndarray, np.ndarray]:
+    """Forward pass in evaluation mode: (logits (N,10) float32, features (N,128) float32)."""
+    x = _as_images(images)
+    model = model if model is not None else load_reference()
+    n = len(x)
+    logits = np.empty((n, 10), dtype=np.float32)
+    feats = np.empty((n, FEATURE_SIZE), dtype=np.float32)
+
+    def run(i: int) -> None:
+        # Chainer's configuration is thread-local: set it in the thread that computes.
+        with chainer.using_config("train", False), chainer.no_backprop_mode():
+            h, y = model.features_and_logits(x[i:i + batch_size])
+        feats[i:i + batch_size] = h.array
+        logits[i:i + batch_size] = y.array
+
+    starts = range(0, n, batch_size)
+    threads = min(_PREDICT_THREADS, len(starts))
+    if threads <= 1:
+        for i in starts:
+            run(i)
+    else:
+        # Chainer's CPU convolution is mostly single-threaded NumPy copying (im2col, transposes)
+        # that releases the GIL: batches in parallel threads use every core. Each batch is
+        # computed independently, so the result does not depend on the thread count.
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(run, starts))
+    return logits, feats
+
+
+def predict(images: np.ndarray, model: ReferenceClassifier | None = None,
+            batch_size: int = _PREDICT_BATCH) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities and penultimate features of the reference classifier.
+
+    Args:
+        images: float32 (N, 1, 28, 28), pixels in [0, 1] (as ``data.to_images``).
+        model: a loaded classifier; default :func:`load_reference`.
+        batch_size: images per forward call (the result does not depend on it).
+
+    Returns:
+        probs: float64 (N, 10), ``softmax(logits / TEMPERATURE)`` (rows sum to 1).
+        features: float64 (N, 128), the post-ReLU penultimate activations.
+    """
+    logits, feats = predict_raw(images, model, batch_size)
+    return _softmax64(logits), feats.astype(np.float64)
+
+
+def _test_cache_path(sha: str) -> Path:
+    return data.cache_dir() / f"reference-{sha[:16]}-v{_CACHE_VERSION}-test.npz"
+
+
+_test_cache: dict[str, dict[str, np.ndarray]] = {}
+
+
+def _test_arrays() -> dict[str, np.ndarray]:
+    """logits, features (float32) of the 10k test images, and their mu/sigma (float64); cached."""
+    sha = REFERENCE_SHA256
+    if sha in _test_cache:
+        return _test_cache[sha]
+    path = _test_cache_path(sha)
+    arrays = None
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in ("logits", "features", "mu", "sigma")}
+            if arrays["features"].shape != (10000, FEATURE_SIZE) or arrays["logits"].shape != (10000, 10):
+                arrays = None
+        except Exception:
+            arrays = None  # unreadable cache: recompute
+    if arrays is None:
+        m = data.load_or_prepare()
+        logits, feats = predict_raw(data.to_images(m.test_x), load_reference())
+        f64 = feats.astype(np.float64)
+        arrays = {"logits": logits, "features": feats, "mu": f64.mean(axis=0), "sigma": np.cov(f64, rowvar=False)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    _test_cache[sha] = arrays
+    return arrays
+
+
+def test_features() -> tuple[np.ndarray, np.ndarray]:
+    """(probs (10000,10), features (10000,128)) of the canonical test images, float64, cached."""
+    a = _test_arrays()
+    return _softmax64(a["logits"]), a["features"].astype(np.float64)
+
+
+def test_feature_statistics() -> tuple[np.ndarray, np.ndarray]:
+    """(mu (128,), sigma (128,128)) float64 of the test-set features, the ``fcd`` reference.
+
+    Computed once per weights file and cached in ``data.cache_dir()`` (keyed by its SHA-256).
+    """
+    a = _test_arrays()
+    return a["mu"].copy(), a["sigma"].copy()
+
+
+# pytest would collect the module-level test_* names when imported into a test module.
+test_features.__test__ = False  # type: ignore[attr-defined]
+test_feature_statistics.__test__ = False  # type: ignore[attr-defined]

@@ -1,0 +1,102 @@
+"""The shipped reference classifier and the metric suite it drives (uses the cached test statistics)."""
+
+import hashlib
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+from harness import data, reference
+from harness.metrics import generative
+from harness.metrics.generative import METRIC_KEYS, classifier_score, frechet_distance, gaussian_statistics
+
+
+def test_shipped_weights_match_the_pinned_sha256_and_are_small():
+    blob = reference.WEIGHTS_PATH.read_bytes()
+    assert hashlib.sha256(blob).hexdigest() == reference.REFERENCE_SHA256
+    assert len(blob) < 3_000_000
+    with np.load(reference.WEIGHTS_PATH, allow_pickle=False) as z:
+        assert all(z[k].dtype.kind in "fi" for k in z.files)
+
+
+def test_tampered_weights_are_refused(tmp_path):
+    bad = tmp_path / "reference_classifier.npz"
+    shutil.copyfile(reference.WEIGHTS_PATH, bad)
+    raw = bytearray(bad.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(reference.ReferenceIntegrityError, match="SHA-256"):
+        reference.load_reference(bad)
+    with pytest.raises(reference.ReferenceIntegrityError, match="missing"):
+        reference.load_reference(tmp_path / "absent.npz")
+
+
+def test_model_builds_without_arguments():
+    model = reference.ReferenceClassifier()
+    assert sum(p.size for p in model.params() if p.array is not None) > 0
+
+
+def test_real_test_images_score_high(mnist):
+    probs, feats = reference.test_features()
+    assert probs.shape == (10000, 10) and feats.shape == (10000, reference.FEATURE_SIZE)
+    assert probs.dtype == feats.dtype == np.float64
+    assert (probs.argmax(1) == mnist.test_y).mean() >= 0.993
+    assert classifier_score(probs) >= 9.8
+
+
+def test_predict_agrees_with_the_cache_and_ignores_batch_size(mnist):
+    x = data.to_images(mnist.test_x[:150])
+    probs, feats = reference.predict(x)
+    probs7, feats7 = reference.predict(x, batch_size=7)
+    cached_probs, cached_feats = reference.test_features()
+    assert np.allclose(probs, cached_probs[:150], atol=1e-6)
+    assert np.allclose(feats, cached_feats[:150], atol=1e-5)
+    assert np.allclose(feats, feats7, atol=1e-5) and np.allclose(probs, probs7, atol=1e-6)
+    assert np.allclose(probs.sum(1), 1.0)
+
+
+def test_test_feature_statistics():
+    mu, sigma = reference.test_feature_statistics()
+    _, feats = reference.test_features()
+    assert mu.shape == (reference.FEATURE_SIZE,) and sigma.shape == (reference.FEATURE_SIZE,) * 2
+    assert np.allclose(mu, feats.mean(0)) and np.allclose(sigma, np.cov(feats, rowvar=False))
+
+
+def test_real_vs_real_fcd_near_zero_and_noise_far_worse():
+    _, feats = reference.test_features()
+    mu, sigma = reference.test_feature_statistics()
+    half_a, half_b = feats[0::2], feats[1::2]
+    real_vs_real = frechet_distance(*gaussian_statistics(half_a), *gaussian_statistics(half_b))
+    noise = np.random.default_rng(0).uniform(0, 1, (500, 1, 28, 28)).astype(np.float32)
+    noise_probs, noise_feats = reference.predict(noise)
+    noise_fcd = frechet_distance(*gaussian_statistics(noise_feats), mu, sigma)
+    assert real_vs_real < 0.01 * noise_fcd
+    assert classifier_score(noise_probs) < 2.0
+
+
+def test_generative_metrics_real_digits_copies_and_noise(mnist):
+    """The whole suite on 600 images of each kind (the first call fills the disk caches)."""
+    real = generative.generative_metrics(data.to_images(mnist.test_x[:600]))
+    assert tuple(real) == METRIC_KEYS
+    assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in real.values())
+    assert real["classifier_score"] >= 9.5
+    assert real["class_entropy"] > 2.25 and real["classes_covered"] == 10
+    assert real["precision"] > 0.8 and real["density"] > 0.8
+    assert real["copy_rate"] < 0.01
+
+    copies = generative.generative_metrics(data.to_images(mnist.train_x[:600]))
+    assert copies["copy_rate"] == 1.0
+    assert copies["classifier_score"] >= 9.5  # a memoriser looks perfect to the feature metrics
+
+    noise = generative.generative_metrics(np.random.default_rng(0).uniform(0, 1, (600, 1, 28, 28)).astype(np.float32))
+    assert noise["copy_rate"] == 0.0
+    assert noise["fcd"] > 50 * real["fcd"]
+    assert noise["kid_mean"] > 50 * max(real["kid_mean"], 1e-3)
+    assert noise["precision"] < 0.05 and noise["coverage"] < 0.05
+    assert noise["classifier_score"] < 2.0
+
+
+def test_generative_metrics_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="shape"):
+        generative.generative_metrics(np.zeros((10, 28, 28), np.float32))
