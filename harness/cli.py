@@ -216,7 +216,6 @@ def cmd_baselines(args) -> int:
     if not paths:
         err.print(f"[red]{root}: no baselines found[/]")
         return EXIT_USAGE
-    args.track, args.seed, args.json = None, None, getattr(args, "json", None)
     from harness.references import record_references
 
     comp = competition_mod.load(args.config)
@@ -273,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default="baselines", help=argparse.SUPPRESS)
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--json", default=None)
-    p.set_defaults(func=cmd_baselines)
+    p.set_defaults(func=cmd_baselines, track=None, seed=None)
     add_commands(sub, common)  # reveal, history, merge, report (harness.workflow_cli)
     return parser
 
