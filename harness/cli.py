@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -18,6 +19,7 @@ from harness import __version__, competition as competition_mod, data, sandbox
 from harness.ci import add_grade_arguments, finish as ci_finish
 from harness.competition import TRACKS
 from harness.jobs import options_for_slot, select_shard
+from harness.grade import DeviceError
 from harness.store import Store
 from harness.workflow_cli import add_commands
 
@@ -61,9 +63,12 @@ def make_progress() -> Progress:
 
 
 def print_result(result) -> None:
+    """One submission's result table. Names and messages come from students: shown as plain text."""
+    from rich.text import Text
+
     from harness.leaderboard import columns, fmt
 
-    table = Table(title=f"{result.id} ({result.name})", title_justify="left")
+    table = Table(title=escape(f"{result.id} ({result.name})"), title_justify="left")
     table.add_column("track")
     table.add_column("status")
     table.add_column("metrics")
@@ -73,15 +78,15 @@ def print_result(result) -> None:
         if r.status == "OK":
             keys = [(k, f) for k, _, f in columns(track, private=True)]
             keys += [(k, "{:.4g}") for k in r.metrics if k not in dict(keys) and isinstance(r.metrics[k], (int, float))]
-            text = "  ".join(f"{k}={fmt(r.metrics.get(k), f)}" for k, f in keys if k in r.metrics)
+            text = Text("  ".join(f"{k}={fmt(r.metrics.get(k), f)}" for k, f in keys if k in r.metrics))
             if r.message:
-                text += f"\n[yellow]{r.message}"
+                text.append("\n" + r.message, style="yellow")
             for name, path in r.artifacts.items():
-                text += f"\n{name}: {path}"
+                text.append(f"\n{name}: {path}")
         else:
-            text = f"[red]{r.message}"
+            text = Text(r.message, style="red")
         style = {"OK": "green", "SKIPPED": "dim"}.get(r.status, "bold red")
-        table.add_row(track, f"[{style}]{r.status}", text, f"{r.seconds:.1f}" if r.seconds else "")
+        table.add_row(track, Text(r.status, style=style), text, f"{r.seconds:.1f}" if r.seconds else "")
     console.print(table)
 
 
@@ -105,7 +110,7 @@ def sandbox_mode(args) -> str | None:
     if check is not None:
         ok, reason = check()
         if not ok:
-            err.print(f"[bold red]SANDBOX_UNAVAILABLE:[/] {reason}")
+            err.print(f"[bold red]SANDBOX_UNAVAILABLE:[/] {escape(reason)}")
             return None
     return "bubblewrap"
 
@@ -205,7 +210,7 @@ def cmd_grade(args) -> int:
     data.load_or_prepare()
     missing = [p for p in args.paths if not p.is_dir()]
     for p in missing:
-        err.print(f"[red]{p}: not a folder[/] (expected a submission folder holding submission.yaml)")
+        err.print(f"[red]{escape(str(p))}: not a folder[/] (expected a submission folder holding submission.yaml)")
     return grade_paths(select_shard(args.paths, getattr(args, "shard", None)), args) if not missing else EXIT_USAGE
 
 
@@ -289,10 +294,18 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except data.DataError as exc:
-        err.print(f"[bold red]data:[/] {exc}")
+        err.print(f"[bold red]data:[/] {escape(str(exc))}")
         return EXIT_ENV
+    except DeviceError as exc:
+        err.print(f"[bold red]device:[/] {escape(str(exc))}")
+        return EXIT_ENV
+    except ValueError as exc:
+        if "--device" not in str(exc):
+            raise
+        err.print(f"[bold red]usage:[/] {escape(str(exc))}")
+        return EXIT_USAGE
     except competition_mod.ConfigError as exc:
-        err.print(f"[bold red]config:[/] {exc}")
+        err.print(f"[bold red]config:[/] {escape(str(exc))}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -113,18 +113,35 @@ def versions() -> dict:
     return {"python": platform.python_version(), "numpy": numpy.__version__, "chainer": chainer.__version__}
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``@cupy:0`` when CuPy sees a GPU, else ``@numpy``; other specs pass through."""
-    if device != "auto":
-        return device
-    try:
-        from harness.chainer_env import chainer
+class DeviceError(RuntimeError):
+    """The asked-for device cannot be used here (exit code 3)."""
 
-        if chainer.backends.cuda.available:
-            return "@cupy:0"
+
+def resolve_device(device: str) -> str:
+    """Check ``--device`` and resolve ``auto``: ``@numpy``, ``@cupy:N`` (or ``@cupy:N,M``, one GPU per
+    job slot), or ``auto`` (``@cupy:0`` when CuPy sees a GPU, else ``@numpy``).
+
+    ValueError for a spec that is none of these; DeviceError when a GPU is asked for and CuPy
+    sees none, so the run stops before any submission is graded on the wrong device.
+    """
+    import re
+
+    if device not in ("auto", "@numpy") and not re.fullmatch(r"@cupy:\d+(,\d+)*", device or ""):
+        raise ValueError(f"--device {device!r}: expected @numpy, @cupy:N (e.g. @cupy:0) or auto")
+    if device == "@numpy":
+        return device
+    from harness.chainer_env import chainer
+
+    try:
+        available = chainer.backends.cuda.available
     except Exception:
-        pass
-    return "@numpy"
+        available = False
+    if device == "auto":
+        return "@cupy:0" if available else "@numpy"
+    if not available:
+        raise DeviceError(f"--device {device}: CuPy is not installed or sees no GPU "
+                          f"(install the GPU extra: pip install -e '.[gpu]'; or grade on the CPU with --device @numpy)")
+    return device
 
 
 def training_settings(spec: manifest_mod.TrackSpec, comp: Competition, quick: bool) -> tuple[dict, dict]:

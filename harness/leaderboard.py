@@ -117,6 +117,7 @@ def table_rows(st: Standings) -> tuple[list[str], list[list[str]]]:
 
 def render_rich(st: Standings, highlight: set[int] = frozenset(), title: str | None = None):
     from rich.table import Table
+    from rich.text import Text
 
     header, body = table_rows(st)
     half = "private" if st.private else "public"
@@ -134,7 +135,7 @@ def render_rich(st: Standings, highlight: set[int] = frozenset(), title: str | N
             style = "dim italic"
         elif row.run.status != "OK":
             style = "red"
-        table.add_row(*cells, style=style)
+        table.add_row(*(Text(c) for c in cells), style=style)  # names are untrusted: never markup
     return table
 
 

@@ -228,13 +228,14 @@ def overall_json(ov: Overall) -> dict:
 
 def render_overall_rich(ov: Overall):
     from rich.table import Table
+    from rich.text import Text
 
     header, body = overall_table(ov)
     table = Table(title=f"overall standings ({ov.profile})", caption=ov.describe())
     for i, h in enumerate(header):
         table.add_column(h, justify="left" if i in (1, 2) else "right", no_wrap=i != 2)
     for cells in body:
-        table.add_row(*cells)
+        table.add_row(*(Text(c) for c in cells))  # names are untrusted: never markup
     return table
 
 

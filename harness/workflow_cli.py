@@ -42,7 +42,9 @@ def cmd_reveal(args) -> int:
 
 
 def cmd_history(args) -> int:
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     from harness import competition as competition_mod
     from harness.cli import console, err
@@ -68,7 +70,7 @@ def cmd_history(args) -> int:
         err.print(f"no stored run of '{sid}' in {args.db_path} (grade it with `harness grade {args.path}`)")
         return EXIT_FAILED
     stand_ids = {v[0] for v in standing.values()}
-    table = Table(title=f"history of {sid} ({runs[-1].name}): {len(runs)} run{'s' if len(runs) != 1 else ''}",
+    table = Table(title=escape(f"history of {sid} ({runs[-1].name}): {len(runs)} run{'s' if len(runs) != 1 else ''}"),
                   caption="oldest first; * = the run standing on the leaderboard of its track and profile")
     for col in ("run", "date (UTC)", "track", "profile", "kind", "status", "key metric", "sha256", "seconds",
                 "device", ""):
@@ -77,7 +79,7 @@ def cmd_history(args) -> int:
         key, value = key_metric(r, private)
         style = None if r.status == "OK" else "red"
         table.add_row(str(r.id), r.created_at.replace("+00:00", ""), r.track, r.profile, r.kind, r.status,
-                      f"{key} {value}" if value else "", r.sha256[:12],
+                      Text(f"{key} {value}" if value else ""), r.sha256[:12],
                       f"{r.seconds:.1f}" if r.seconds else "", r.device or "", "*" if r.id in stand_ids else "",
                       style=style)
     console.print(table)

@@ -123,3 +123,29 @@ def test_budget_clamp_is_reported(make_submission, harness_cli, db, tmp_path):
     assert track["status"] == "OK"
     assert track["clamped"] == {"epochs": {"asked": 500, "used": 20}}
     assert "epochs clamped from 500 to 20" in track["message"]
+
+
+def test_names_and_messages_are_shown_as_text_not_markup(make_submission, harness_cli, db, tmp_path):
+    # "[/x]" is a closing tag with no opening one: rich would raise if it were parsed as markup
+    sub = make_submission("baselines/softmax-regression", "markup",
+                          manifest=FAST.replace("name: Floor", "name: \"[/x] [bold]Mallory\"") + "  weights: w.npz\n")
+    np.savez(sub / "w.npz", **{"[/y]": np.zeros(1, np.float32)})
+    code, out, _ = harness_cli("grade", sub, "--quick", "--db", db)
+    assert code == 1
+    assert "[/x] [bold]Mallory" in out
+    code, out, _ = harness_cli("leaderboard", "--quick", "--db", db)
+    assert code == 0
+
+
+@pytest.mark.parametrize("device, code, message", [
+    ("@cupy:0", 3, "CuPy is not installed or sees no GPU"),
+    ("gpu", 2, "expected @numpy, @cupy:N"),
+])
+def test_device_problems_stop_before_grading(make_submission, harness_cli, db, device, code, message):
+    from harness.chainer_env import chainer
+
+    if device.startswith("@cupy") and chainer.backends.cuda.available:
+        pytest.skip("a GPU is available here")
+    sub = make_submission("baselines/softmax-regression", "dev", manifest=FAST)
+    result, _, err = harness_cli("grade", sub, "--quick", "--device", device, "--db", db)
+    assert result == code and message in " ".join(err.split())
