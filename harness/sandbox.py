@@ -885,6 +885,14 @@ def build_bwrap_argv(argv: Sequence[str], *, mode: str, submission_dir: str, inp
     if "--hostname" in features:
         args += ["--hostname", "sandbox"]
     args += _system_binds()
+    # The private /proc, /dev, /tmp and /dev/shm come before the environment's binds: a venv or
+    # checkout that lives under /tmp (a CI clone, say) must be bound on top of the private /tmp,
+    # not hidden by it.
+    args += ["--proc", "/proc", "--dev", "/dev", *gpu_args]
+    # --size needs bubblewrap >= 0.6 (without it /tmp is an uncapped tmpfs); --perms >= 0.5.
+    sized = (["--perms", "1777"] if "--perms" in features else []) + (
+        ["--size", tmp_size] if "--size" in features else [])
+    args += [*sized, "--tmpfs", "/tmp", *sized, "--tmpfs", "/dev/shm"]
     roots = _python_roots()
     dests = [d for _, d in extra_ro_binds] + roots + ["/etc/passwd"]
     if "--perms" in features:
@@ -900,11 +908,6 @@ def build_bwrap_argv(argv: Sequence[str], *, mode: str, submission_dir: str, inp
         args += ["--ro-bind", str(host), str(dest)]
     for d in _label_dirs(roots):  # the test labels inside the bound venv: hidden under an empty tmpfs
         args += (["--size", "4096"] if "--size" in features else []) + ["--tmpfs", d]
-    args += ["--proc", "/proc", "--dev", "/dev", *gpu_args]
-    # --size needs bubblewrap >= 0.6 (without it /tmp is an uncapped tmpfs); --perms >= 0.5.
-    sized = (["--perms", "1777"] if "--perms" in features else []) + (
-        ["--size", tmp_size] if "--size" in features else [])
-    args += [*sized, "--tmpfs", "/tmp", *sized, "--tmpfs", "/dev/shm"]
     args += ["--ro-bind", submission_dir, SUBMISSION_MOUNT, "--ro-bind", input_dir, INPUT_MOUNT,
              "--bind", output_dir, OUTPUT_MOUNT, "--chdir", cwd]
     if "seccomp" in fds:

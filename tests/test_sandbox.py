@@ -440,6 +440,9 @@ def test_build_bwrap_argv_shape(tmp_path):
         assert "--nproc=33:33" in joined and "--cpu=10:15" in joined and "--core=0:0" in joined
         assert argv[-3:] == ["python", "-c", "pass"]
         assert "/work/main/submissions" not in joined and " / /" not in joined
+        # the environment is bound after the private /tmp, so a venv under /tmp (a CI clone) stays visible
+        first_env_bind = min(i for i, a in enumerate(argv) if a == "--ro-bind" and argv[i + 1] in sb._python_roots())
+        assert argv.index("/tmp") < first_env_bind and argv.index("/dev/shm") < first_env_bind
         if mode == "privileged":
             assert "--unshare-user" not in argv and f"--reuid=70001" in argv
             assert argv.index("--reuid=70001") > argv.index("--")
