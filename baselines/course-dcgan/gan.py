@@ -6,6 +6,8 @@ import chainer.links as L
 
 
 class Generator(chainer.Chain):
+    """z (100, uniform in [-1, 1]) -> linear -> 512x3x3 -> deconvolutions 3 -> 7 -> 14 -> 28, sigmoid."""
+
     def __init__(self, n_hidden=100, ch=512, wscale=0.02):
         super().__init__()
         self.n_hidden = n_hidden
@@ -13,14 +15,12 @@ class Generator(chainer.Chain):
         w = chainer.initializers.Normal(wscale)
         with self.init_scope():
             self.l0 = L.Linear(n_hidden, 3 * 3 * ch, initialW=w)
-            self.dc1 = L.Deconvolution2D(ch, ch // 2, 3, 2, 0, initialW=w)       # 3 -> 7
-            self.dc2 = L.Deconvolution2D(ch // 2, ch // 4, 4, 2, 1, initialW=w)  # 7 -> 14
-            self.dc3 = L.Deconvolution2D(ch // 4, ch // 8, 4, 2, 1, initialW=w)  # 14 -> 28
-            self.dc4 = L.Deconvolution2D(ch // 8, 1, 3, 1, 1, initialW=w)        # 28 -> 28
+            self.dc1 = L.Deconvolution2D(ch, ch // 4, 3, 2, 0, initialW=w)       # 3 -> 7
+            self.dc2 = L.Deconvolution2D(ch // 4, ch // 8, 4, 2, 1, initialW=w)  # 7 -> 14
+            self.dc3 = L.Deconvolution2D(ch // 8, 1, 4, 2, 1, initialW=w)        # 14 -> 28
             self.bn0 = L.BatchNormalization(3 * 3 * ch)
-            self.bn1 = L.BatchNormalization(ch // 2)
-            self.bn2 = L.BatchNormalization(ch // 4)
-            self.bn3 = L.BatchNormalization(ch // 8)
+            self.bn1 = L.BatchNormalization(ch // 4)
+            self.bn2 = L.BatchNormalization(ch // 8)
 
     def make_hidden(self, batchsize):
         return self.xp.random.uniform(-1, 1, (batchsize, self.n_hidden)).astype(np.float32)
@@ -29,8 +29,7 @@ class Generator(chainer.Chain):
         h = F.reshape(F.relu(self.bn0(self.l0(z))), (len(z), self.ch, 3, 3))
         h = F.relu(self.bn1(self.dc1(h)))
         h = F.relu(self.bn2(self.dc2(h)))
-        h = F.relu(self.bn3(self.dc3(h)))
-        return F.sigmoid(self.dc4(h))
+        return F.sigmoid(self.dc3(h))
 
 
 class Discriminator(chainer.Chain):
