@@ -158,10 +158,11 @@ def training_settings(spec: manifest_mod.TrackSpec, comp: Competition, quick: bo
     if batch_size > int(budget["max_batch_size"]):
         clamped["batch_size"] = {"asked": batch_size, "used": int(budget["max_batch_size"])}
         batch_size = int(budget["max_batch_size"])
-    if quick:
-        epochs = min(epochs, int(comp["quick"]["max_epochs"]))
     settings = {"epochs": epochs, "batch_size": batch_size, "optimizer": spec.optimizer or defaults["optimizer"],
                 "optimizer_args": spec.optimizer_args}
+    if quick:  # feedback within about a minute, whatever the model: one epoch, and a training-time budget
+        settings["epochs"] = min(epochs, int(comp["quick"]["max_epochs"]))
+        settings["max_train_seconds"] = float(comp["quick"]["max_train_seconds"])
     return settings, clamped
 
 

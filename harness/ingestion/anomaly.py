@@ -28,6 +28,8 @@ def train_autoencoder(model, x, settings, job: Job, phase: str) -> None:
     for epoch in range(1, settings.epochs + 1):
         loss_sum = 0.0
         for idx in batches(n, settings.batch_size, rng):
+            if settings.out_of_time():
+                break
             xb = x[settings.device.send(idx)]
             loss = F.mean_squared_error(model(xb), xb)
             model.cleargrads()

@@ -18,6 +18,8 @@ def train_classifier(model, x, t, settings, job: Job) -> None:
     for epoch in range(1, settings.epochs + 1):
         loss_sum = 0.0
         for idx in batches(n, settings.batch_size, rng):
+            if settings.out_of_time():
+                break
             idx = settings.device.send(idx)
             loss = F.softmax_cross_entropy(model(x[idx]), t[idx])
             model.cleargrads()

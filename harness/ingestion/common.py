@@ -34,6 +34,12 @@ class Settings:
     make_optimizer: Callable
     report: Callable  # report(epoch, **numbers): shown in the logs
     extra: dict = field(default_factory=dict)
+    max_seconds: float | None = None  # --quick: the default loops stop training after this long
+    started: float = field(default_factory=time.perf_counter)
+
+    def out_of_time(self) -> bool:
+        """True once a --quick run has trained for its time budget (the default loops then stop)."""
+        return self.max_seconds is not None and time.perf_counter() - self.started > self.max_seconds
 
 
 class Job:
@@ -128,8 +134,9 @@ class Job:
         def report(epoch, **numbers):
             self.log(f"epoch {epoch}: " + ", ".join(f"{k}={float(v):.4g}" for k, v in numbers.items()))
 
+        budget = self.spec.get("max_train_seconds")
         return Settings(int(self.spec["epochs"]), int(self.spec["batch_size"]), self.seed, self.device,
-                        self.make_optimizer, report, extra)
+                        self.make_optimizer, report, extra, None if budget is None else float(budget))
 
     def custom_train(self) -> Callable | None:
         ref = self.spec.get("train")
@@ -145,6 +152,8 @@ class Job:
             fit(models, data, settings)
         else:
             default_loop(settings)
+            if settings.out_of_time():
+                self.log(f"stopped training after {settings.max_seconds:.0f} s: the --quick time budget")
         return time.perf_counter() - start
 
     def train_or_load(self, weights_target, models, data, default_loop: Callable[[Settings], None]) -> float:

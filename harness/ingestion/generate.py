@@ -38,6 +38,8 @@ def train_gan(generator, discriminator, x, settings, job: Job) -> None:
         for idx in batches(n, settings.batch_size, rng):
             if len(idx) < settings.batch_size:
                 continue  # equal-sized batches, as the course's updater
+            if settings.out_of_time():
+                break
             x_real = x[settings.device.send(idx)]
             z = generator.make_hidden(len(idx))
             x_fake = generator(z)

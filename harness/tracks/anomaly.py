@@ -52,7 +52,11 @@ def write_inputs(ctx: ScoringContext, input_dir: Path) -> dict:
     if digits:
         arrays["test_x"] = m.test_x
     save_inputs(input_dir, **arrays)
-    return {"protocols": s["protocols"], "oneclass_digits": digits}
+    extra = {"protocols": s["protocols"], "oneclass_digits": digits}
+    if ctx.quick:  # one quick budget, shared by the course model and each one-class model
+        n_models = ("course" in s["protocols"]) + len(digits)
+        extra["max_train_seconds"] = float(ctx.competition["quick"]["max_train_seconds"]) / max(1, n_models)
+    return extra
 
 
 def score(ctx: ScoringContext, output_dir: Path, meta: dict) -> tuple[dict, dict]:
