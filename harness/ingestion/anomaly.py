@@ -7,9 +7,7 @@ looking). The one-class protocol trains a fresh model per normal digit and score
 
 from __future__ import annotations
 
-import numpy as np
-
-from harness.ingestion.common import F, Job, batches, count_params, eval_batch_size, predict, seed_everything
+from harness.ingestion.common import F, Job, count_params, eval_batch_size, minimize, predict, seed_everything
 
 
 def reconstruction_error(model, x):
@@ -20,25 +18,11 @@ def reconstruction_error(model, x):
 
 def train_autoencoder(model, x, settings, job: Job, phase: str) -> None:
     """The harness's default loop: mean squared reconstruction error, shuffled minibatches."""
-    optimizer = settings.make_optimizer(model)
-    rng = np.random.default_rng(settings.seed)
-    n = len(x)
-    total = settings.epochs * -(-n // settings.batch_size)
-    step = 0
-    for epoch in range(1, settings.epochs + 1):
-        loss_sum = 0.0
-        for idx in batches(n, settings.batch_size, rng):
-            if settings.out_of_time():
-                break
-            xb = x[settings.device.send(idx)]
-            loss = F.mean_squared_error(model(xb), xb)
-            model.cleargrads()
-            loss.backward()
-            optimizer.update()
-            loss_sum += float(loss.array) * len(idx)
-            step += 1
-            job.progress(phase, step, total)
-        settings.report(epoch, loss=loss_sum / n)
+    def loss_of(idx):
+        xb = x[idx]
+        return F.mean_squared_error(model(xb), xb)
+
+    minimize(model, len(x), loss_of, settings, job, phase)
 
 
 def score_fn(model):

@@ -4,31 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.ingestion.common import F, Job, batches, count_params, eval_batch_size, predict
+from harness.ingestion.common import F, Job, count_params, eval_batch_size, minimize, predict
 
 
 def train_classifier(model, x, t, settings, job: Job) -> None:
     """The harness's default loop: softmax cross-entropy, shuffled minibatches, seeded."""
-    optimizer = settings.make_optimizer(model)
-    rng = np.random.default_rng(settings.seed)
-    n = len(x)
-    steps_per_epoch = -(-n // settings.batch_size)
-    total = settings.epochs * steps_per_epoch
-    step = 0
-    for epoch in range(1, settings.epochs + 1):
-        loss_sum = 0.0
-        for idx in batches(n, settings.batch_size, rng):
-            if settings.out_of_time():
-                break
-            idx = settings.device.send(idx)
-            loss = F.softmax_cross_entropy(model(x[idx]), t[idx])
-            model.cleargrads()
-            loss.backward()
-            optimizer.update()
-            loss_sum += float(loss.array) * len(idx)
-            step += 1
-            job.progress("train", step, total)
-        settings.report(epoch, loss=loss_sum / n)
+    minimize(model, len(x), lambda idx: F.softmax_cross_entropy(model(x[idx]), t[idx]), settings, job, "train")
 
 
 def run(job: Job) -> None:

@@ -253,6 +253,28 @@ def batches(n: int, batch_size: int, rng: np.random.Generator | None):
         yield order[start:start + batch_size]
 
 
+def minimize(model, n: int, loss_of: Callable, settings: Settings, job: Job, phase: str) -> None:
+    """The default loops' shared core: seeded shuffled minibatches of range(n), ``loss_of(idx)`` (idx
+    on the device) minimised with the manifest's optimizer, progress and the mean loss per epoch."""
+    optimizer = settings.make_optimizer(model)
+    rng = np.random.default_rng(settings.seed)
+    total = settings.epochs * -(-n // settings.batch_size)
+    step = 0
+    for epoch in range(1, settings.epochs + 1):
+        loss_sum = 0.0
+        for idx in batches(n, settings.batch_size, rng):
+            if settings.out_of_time():
+                break
+            loss = loss_of(settings.device.send(idx))
+            model.cleargrads()
+            loss.backward()
+            optimizer.update()
+            loss_sum += float(loss.array) * len(idx)
+            step += 1
+            job.progress(phase, step, total)
+        settings.report(epoch, loss=loss_sum / n)
+
+
 def predict(fn: Callable, x, batch_size: int, job: Job | None = None, phase: str = "evaluate"):
     """Apply ``fn`` to ``x`` (on the device) in batches in evaluation mode; return a numpy array."""
     out = []
