@@ -1,0 +1,329 @@
+"""The harness's own CPU 2-D convolution and deconvolution, for every student model on the CPU.
+
+Chainer 7.8.1 computes ``F.convolution_2d`` and ``F.deconvolution_2d`` on NumPy arrays with
+``im2col`` and ``numpy.tensordot`` over non-contiguous views: every call allocates and page-faults
+an ``im2col`` buffer as large as the layer's input times the kernel area (90 MB for a 3x3, 32->32
+convolution of 100 MNIST-sized images), transposes it again inside ``tensordot``, and does the
+gradient's ``col2im`` over a rolled view. :func:`install` replaces the CPU methods of the three
+nodes that do that work with versions that
+
+* build the ``im2col`` matrix a few images at a time (``CHUNK_BYTES``) into one reused,
+  contiguous buffer laid out ``(C*kh*kw, images*outH*outW)``, so that one BLAS matrix product
+  (multithreaded, no transposition copy) serves a whole chunk and the buffer stays in cache;
+* compute the gradient with respect to the input (a deconvolution) of a stride-1 convolution as a
+  convolution of the output gradient with the flipped kernel, and any other deconvolution as one
+  product per chunk followed by ``kh*kw`` strided slice-adds (``col2im``).
+
+What is patched (class attributes, restored by :func:`uninstall`):
+
+* ``Convolution2DFunction.forward_cpu``: the convolution itself (``F.convolution_2d``,
+  ``L.Convolution2D``, ``F.dilated_convolution_2d``, ``L.DilatedConvolution2D``), and through
+  Chainer's unchanged ``backward`` also the gradient of a deconvolution with respect to its input;
+* ``Convolution2DGradW.forward_cpu``: the gradient with respect to the kernel, of convolutions and
+  deconvolutions alike;
+* ``Deconvolution2DFunction.forward_cpu``: the deconvolution (``F.deconvolution_2d``,
+  ``L.Deconvolution2D``), and the gradient of a convolution with respect to its input.
+
+Chainer's ``backward`` methods, type checks, output sizes, ``retain_inputs`` and double
+backpropagation are unchanged: only the arithmetic of ``forward_cpu`` is ours.
+
+Covered: NumPy ``float32`` or ``float64`` inputs all of one dtype, any stride, padding, dilation,
+groups, ``cover_all``, ``outsize``, with or without bias. Everything else runs Chainer's own code
+unchanged (counted as a fallback in :func:`stats`): ``float16`` and mixed dtypes, iDeep arrays or
+``chainer.config.use_ideep``, ``cudnn_fast=True`` (Chainer's own error), non-standard memory
+layouts, outputs of size zero or less (Chainer's own error), and everything on CuPy or ChainerX.
+Not touched at all: ``F.convolution_nd`` / ``L.ConvolutionND`` (including 2-D ones),
+``F.depthwise_convolution_2d``, ``F.local_convolution_2d``.
+
+Results agree with Chainer's to rounding (the sums are the same, in another order): well within
+1e-5 of the largest magnitude for float32 (``tests/test_fast_conv.py``), not bit for bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from harness.chainer_env import chainer  # noqa: F401  (shims first, then Chainer)
+from chainer.backends import intel64  # noqa: E402
+from chainer.functions.connection import convolution_2d as _c2d  # noqa: E402
+from chainer.functions.connection import deconvolution_2d as _d2d  # noqa: E402
+from chainer.utils import conv as _conv  # noqa: E402
+
+NAME = "harness-fast-conv"
+STOCK = "chainer"
+
+# Bytes of im2col (or col2im) buffer filled per chunk of images: small enough to stay in cache,
+# large enough that each matrix product is big (measured on the 2-core CI machine: 4-16 MiB best).
+CHUNK_BYTES = 8 << 20
+
+# Stride-1 deconvolutions (the input gradient of every stride-1 convolution) as a convolution with
+# the flipped kernel rather than product + col2im (measured faster: bench/bench_conv.py --ops).
+STRIDE1_DECONV_AS_CONV = True
+
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_lock = threading.Lock()
+_originals: dict[tuple[type, str], object] = {}
+_counts = {"fast": 0, "fallback": 0}
+
+
+def _pair(v):
+    return tuple(v) if hasattr(v, "__getitem__") else (v, v)
+
+
+# --------------------------------------------------------------------------- the arithmetic
+
+
+def _images_per_chunk(bytes_per_image: int, n: int) -> int:
+    return max(1, min(n, CHUNK_BYTES // max(1, bytes_per_image)))
+
+
+def _im2col_view(x, kh, kw, sy, sx, ph, pw, dy, dx, oh, ow):
+    """A (C, kh, kw, N, oh, ow) view of ``x`` padded with zeros: col[c,i,j,n,y,x] = xpad[n,c,..]."""
+    n, c, h, w = x.shape
+    need_h = (kh - 1) * dy + (oh - 1) * sy + 1  # padded rows the windows reach
+    need_w = (kw - 1) * dx + (ow - 1) * sx + 1
+    if ph or pw or need_h > h or need_w > w:
+        xp = np.zeros((n, c, max(need_h, 1), max(need_w, 1)), dtype=x.dtype)
+        hh, ww = min(h, need_h - ph), min(w, need_w - pw)  # rows/cols of x inside the windows
+        if hh > 0 and ww > 0:
+            xp[:, :, ph:ph + hh, pw:pw + ww] = x[:, :, :hh, :ww]
+    else:
+        xp = x
+    s0, s1, s2, s3 = xp.strides
+    return as_strided(xp, (c, kh, kw, n, oh, ow), (s1, s2 * dy, s3 * dx, s0, s2 * sy, s3 * sx),
+                      writeable=False)
+
+
+def conv2d_forward(x, W, b=None, stride=1, pad=0, dilate=1, groups=1, cover_all=False):
+    """``F.convolution_2d(x, W, b, ...)`` on NumPy arrays: (N, C, H, W) -> (N, O, oh, ow)."""
+    (sy, sx), (ph, pw), (dy, dx) = _pair(stride), _pair(pad), _pair(dilate)
+    n, c, h, w = x.shape
+    o, cg, kh, kw = W.shape
+    g = groups
+    oh = _conv.get_conv_outsize(h, kh, sy, ph, cover_all=cover_all, d=dy)
+    ow = _conv.get_conv_outsize(w, kw, sx, pw, cover_all=cover_all, d=dx)
+    cols = _im2col_view(x, kh, kw, sy, sx, ph, pw, dy, dx, oh, ow)
+    k, p = c * kh * kw, oh * ow
+    w3 = np.ascontiguousarray(W, dtype=x.dtype).reshape(g, o // g, cg * kh * kw)
+    b3 = None if b is None else b.reshape(g, o // g, 1)
+    y = np.empty((n, o, p), dtype=x.dtype)
+    step = _images_per_chunk(k * p * x.itemsize, n)
+    buf = np.empty(k * min(step, n) * p, dtype=x.dtype)
+    for n0 in range(0, n, step):
+        m = min(step, n - n0)
+        col = buf[:k * m * p]
+        np.copyto(col.reshape(c, kh, kw, m, oh, ow), cols[:, :, :, n0:n0 + m])
+        yy = np.matmul(w3, col.reshape(g, cg * kh * kw, m * p))  # (g, o/g, m*p): one GEMM per group
+        if b3 is not None:
+            yy += b3
+        y[n0:n0 + m] = yy.reshape(o, m, p).transpose(1, 0, 2)
+    return y.reshape(n, o, oh, ow)
+
+
+def conv2d_grad_w(x, gy, ksize, stride=1, pad=0, dilate=1, groups=1, cover_all=False):
+    """The kernel gradient of ``F.convolution_2d``: x (N, C, H, W), gy (N, O, oh, ow) -> (O, C/g, kh, kw)."""
+    (kh, kw), (sy, sx), (ph, pw), (dy, dx) = _pair(ksize), _pair(stride), _pair(pad), _pair(dilate)
+    n, c, h, w = x.shape
+    _, o, oh, ow = gy.shape
+    g = groups
+    cg = c // g
+    cols = _im2col_view(x, kh, kw, sy, sx, ph, pw, dy, dx, oh, ow)
+    k, p = c * kh * kw, oh * ow
+    acc = np.zeros((g, o // g, cg * kh * kw), dtype=x.dtype)
+    step = _images_per_chunk((k + o) * p * x.itemsize, n)
+    buf = np.empty(k * min(step, n) * p, dtype=x.dtype)
+    gbuf = np.empty(o * min(step, n) * p, dtype=x.dtype)
+    for n0 in range(0, n, step):
+        m = min(step, n - n0)
+        col = buf[:k * m * p]
+        np.copyto(col.reshape(c, kh, kw, m, oh, ow), cols[:, :, :, n0:n0 + m])
+        g2 = gbuf[:o * m * p]
+        np.copyto(g2.reshape(o, m, oh, ow), gy[n0:n0 + m].transpose(1, 0, 2, 3))
+        acc += np.matmul(g2.reshape(g, o // g, m * p), col.reshape(g, cg * kh * kw, m * p).transpose(0, 2, 1))
+    return acc.reshape(o, cg, kh, kw)
+
+
+def deconv2d_forward(x, W, b=None, stride=1, pad=0, outsize=None, dilate=1, groups=1):
+    """``F.deconvolution_2d(x, W, b, ...)`` on NumPy arrays: x (N, Cin, h, w), W (Cin, Cout/g, kh, kw)."""
+    (sy, sx), (ph, pw), (dy, dx) = _pair(stride), _pair(pad), _pair(dilate)
+    n, cin, h, w = x.shape
+    _, cog, kh, kw = W.shape
+    g = groups
+    cig, cout = cin // g, cog * g
+    if outsize is None:
+        outh = _conv.get_deconv_outsize(h, kh, sy, ph, d=dy)
+        outw = _conv.get_deconv_outsize(w, kw, sx, pw, d=dx)
+    else:
+        outh, outw = outsize
+    qh, qw = dy * (kh - 1) - ph, dx * (kw - 1) - pw
+    if STRIDE1_DECONV_AS_CONV and sy == sx == 1 and qh >= 0 and qw >= 0:
+        # A stride-1 transposed convolution is the convolution with the flipped, transposed kernel.
+        wc = W.reshape(g, cig, cog, kh, kw).transpose(0, 2, 1, 3, 4).reshape(cout, cig, kh, kw)
+        y = conv2d_forward(x, wc[:, :, ::-1, ::-1], b, 1, (qh, qw), (dy, dx), g)
+        if y.shape[2:] == (outh, outw):
+            return y
+    # product per chunk, then col2im as kh*kw strided slice-adds into the padded image
+    hp = max(outh + 2 * ph, (kh - 1) * dy + (h - 1) * sy + 1)
+    wp = max(outw + 2 * pw, (kw - 1) * dx + (w - 1) * sx + 1)
+    img = np.zeros((n, cout, hp, wp), dtype=x.dtype)
+    wt = np.ascontiguousarray(
+        np.ascontiguousarray(W, dtype=x.dtype).reshape(g, cig, cog * kh * kw).transpose(0, 2, 1))
+    hw = h * w
+    step = _images_per_chunk((cout * kh * kw + cin) * hw * x.itemsize, n)
+    xbuf = np.empty(cin * min(step, n) * hw, dtype=x.dtype)
+    for n0 in range(0, n, step):
+        m = min(step, n - n0)
+        xb = xbuf[:cin * m * hw]
+        np.copyto(xb.reshape(cin, m, h, w), x[n0:n0 + m].transpose(1, 0, 2, 3))
+        gcol = np.matmul(wt, xb.reshape(g, cig, m * hw)).reshape(cout, kh, kw, m, h, w)
+        im = img[n0:n0 + m].transpose(1, 0, 2, 3)  # (cout, m, hp, wp) view
+        for i in range(kh):
+            for j in range(kw):
+                im[:, :, i * dy:i * dy + sy * (h - 1) + 1:sy, j * dx:j * dx + sx * (w - 1) + 1:sx] += gcol[:, i, j]
+    y = img[:, :, ph:ph + outh, pw:pw + outw]
+    if b is not None:
+        y += b.reshape(1, cout, 1, 1)
+    return y
+
+
+# --------------------------------------------------------------------------- the patched methods
+
+
+def _covered(inputs, layouts) -> bool:
+    """NumPy float32/float64 arrays of one dtype, standard layouts, iDeep not wanted."""
+    dtype = inputs[0].dtype
+    if dtype not in _DTYPES:
+        return False
+    for a in inputs:
+        if type(a) is not np.ndarray or a.dtype != dtype:
+            return False
+    if layouts is not None and any(layout is not None for layout in layouts):
+        return False
+    if intel64.should_use_ideep(">=auto") and intel64.inputs_all_ready(inputs):
+        return False
+    return True
+
+
+def _stock(cls, name):
+    return _originals.get((cls, name)) or _STOCK[(cls, name)]
+
+
+def _fallback(cls, node, inputs):
+    _counts["fallback"] += 1
+    return _stock(cls, "forward_cpu")(node, inputs)
+
+
+def _conv_forward_cpu(self, inputs):
+    cls = _c2d.Convolution2DFunction
+    if self.cudnn_fast or not _covered(inputs, getattr(self, "input_layouts", None)):
+        return _fallback(cls, self, inputs)
+    x, W = inputs[0], inputs[1]
+    b = inputs[2] if len(inputs) == 3 else None
+    _, _, h, w = x.shape
+    _, _, kh, kw = W.shape
+    if (_conv.get_conv_outsize(h, kh, self.sy, self.ph, cover_all=self.cover_all, d=self.dy) <= 0
+            or _conv.get_conv_outsize(w, kw, self.sx, self.pw, cover_all=self.cover_all, d=self.dx) <= 0):
+        return _fallback(cls, self, inputs)  # Chainer's own error
+    self.retain_inputs((0, 1))  # as Chainer: only x and W
+    _counts["fast"] += 1
+    y = conv2d_forward(x, W, b, (self.sy, self.sx), (self.ph, self.pw), (self.dy, self.dx),
+                       self.groups, self.cover_all)
+    return y,
+
+
+def _grad_w_forward_cpu(self, inputs):
+    cls = _c2d.Convolution2DGradW
+    x, gy = inputs
+    if (getattr(self, "_use_ideep", False) or np.dtype(self.W_dtype) != x.dtype
+            or not _covered(inputs, None)):
+        return _fallback(cls, self, inputs)
+    cover_all = bool(self.cover_all)
+    oh = _conv.get_conv_outsize(x.shape[2], self.kh, self.sy, self.ph, cover_all=cover_all, d=self.dy)
+    ow = _conv.get_conv_outsize(x.shape[3], self.kw, self.sx, self.pw, cover_all=cover_all, d=self.dx)
+    if gy.shape[2:] != (oh, ow) or oh <= 0 or ow <= 0:
+        return _fallback(cls, self, inputs)
+    self.retain_inputs((0, 1))
+    _counts["fast"] += 1
+    gW = conv2d_grad_w(x, gy, (self.kh, self.kw), (self.sy, self.sx), (self.ph, self.pw),
+                       (self.dy, self.dx), self.groups, cover_all)
+    return gW,
+
+
+def _deconv_forward_cpu(self, inputs):
+    cls = _d2d.Deconvolution2DFunction
+    if not _covered(inputs, getattr(self, "input_layouts", None)):
+        return _fallback(cls, self, inputs)
+    x, W = inputs[0], inputs[1]
+    b = inputs[2] if len(inputs) == 3 else None
+    self._calc_out_size(x.shape, W.shape)  # Chainer's: sets outh/outw, raises if not positive
+    self.retain_inputs((0, 1))  # as Chainer: only x and W
+    _counts["fast"] += 1
+    y = deconv2d_forward(x, W, b, (self.sy, self.sx), (self.ph, self.pw), (self.outh, self.outw),
+                         (self.dy, self.dx), self.groups)
+    return y,
+
+
+_PATCHES = (
+    (_c2d.Convolution2DFunction, "forward_cpu", _conv_forward_cpu),
+    (_c2d.Convolution2DGradW, "forward_cpu", _grad_w_forward_cpu),
+    (_d2d.Deconvolution2DFunction, "forward_cpu", _deconv_forward_cpu),
+)
+# Chainer's own methods, as imported (a fallback before install() ever ran uses these).
+_STOCK = {(cls, name): cls.__dict__[name] for cls, name, _ in _PATCHES}
+
+
+# --------------------------------------------------------------------------- install / uninstall
+
+
+def install() -> bool:
+    """Route Chainer's CPU convolutions through this module. Idempotent: True if it changed anything."""
+    with _lock:
+        if _originals:
+            return False
+        for cls, name, fn in _PATCHES:
+            _originals[(cls, name)] = cls.__dict__[name]
+            setattr(cls, name, fn)
+        return True
+
+
+def uninstall() -> bool:
+    """Put back the methods :func:`install` replaced. Idempotent: True if it changed anything."""
+    with _lock:
+        if not _originals:
+            return False
+        for cls, name, _ in _PATCHES:
+            setattr(cls, name, _originals.pop((cls, name)))
+        return True
+
+
+def installed() -> bool:
+    return bool(_originals)
+
+
+def describe() -> str:
+    """Which CPU convolution runs now: ``"harness-fast-conv"`` or ``"chainer"`` (for results)."""
+    return NAME if installed() else STOCK
+
+
+def stats() -> dict[str, int]:
+    """Calls served here (``fast``) and handed to Chainer's own code (``fallback``) since the reset."""
+    return dict(_counts)
+
+
+def reset_stats() -> None:
+    _counts["fast"] = _counts["fallback"] = 0
+
+
+@contextlib.contextmanager
+def enabled(on: bool = True):
+    """``with enabled(True/False):`` runs the block with (or without) the fast convolution."""
+    was = installed()
+    install() if on else uninstall()
+    try:
+        yield
+    finally:
+        install() if was else uninstall()
