@@ -27,8 +27,10 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from harness import data, reference  # noqa: E402
-from harness.metrics import generative  # noqa: E402
+from harness import data  # noqa: E402
+from harness.scoring import reference_classifier as reference  # noqa: E402
+from harness.scoring.metrics import copy_detection, generative  # noqa: E402
+from harness.scoring.tracks import generate_suite  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -41,7 +43,7 @@ def main(argv=None) -> int:
     m = data.load_or_prepare()
     t = time.perf_counter()
     reference.load_reference()
-    generative.prepare_real_statistics()
+    generate_suite.prepare_real_statistics()
     print(f"prepare (load reference, cached real statistics, pixel index): {time.perf_counter() - t:.2f} s")
 
     n = args.n
@@ -64,7 +66,7 @@ def main(argv=None) -> int:
     print(f"reference run: forward pass of {len(test_images)} images: {ref_s:.2f} s (CPU {ref_cpu:.2f} s)")
 
     if args.breakdown:
-        ctx = generative._real_context()
+        ctx = generate_suite._real_context()
         for name, x in cases.items():
             t = time.perf_counter()
             _, feats = reference.predict(x)
@@ -80,7 +82,7 @@ def main(argv=None) -> int:
             generative.precision_recall_density_coverage(ctx["features"], feats, 5, real_radii_sq=ctx["radii_sq"])
             stages["prdc"] = time.perf_counter() - t
             t = time.perf_counter()
-            generative.copy_rate(x, None, None, threshold=ctx["copy_threshold"], index=ctx["index"])
+            copy_detection.copy_rate(x, None, None, threshold=ctx["copy_threshold"], index=ctx["index"])
             stages["copy_rate"] = time.perf_counter() - t
             print(f"  breakdown, {name}: " + ", ".join(f"{k} {v:.2f} s" for k, v in stages.items()))
 
@@ -88,7 +90,7 @@ def main(argv=None) -> int:
         times = []
         for _ in range(args.repeat):
             t, c = time.perf_counter(), time.process_time()
-            metrics = generative.generative_metrics(x)
+            metrics = generate_suite.generative_metrics(x)
             times.append((time.perf_counter() - t, time.process_time() - c))
         s, cpu = min(times)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())

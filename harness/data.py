@@ -15,6 +15,7 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -184,3 +185,26 @@ def load_or_prepare() -> Mnist:
 def to_images(x: np.ndarray) -> np.ndarray:
     """uint8 (N, 784) -> float32 (N, 1, 28, 28) in [0, 1], scaled like ``chainer.datasets.get_mnist``."""
     return (x.reshape(-1, 1, 28, 28).astype(np.float32) / np.float32(255.0))
+
+
+def cached_arrays(name: str, compute: Callable[[], dict[str, np.ndarray]],
+                 shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """Arrays derived from the data (features, distances, statistics), cached as ``cache_dir()/name``:
+    recomputed when the file is missing, unreadable, not finite or of other shapes than ``shapes``,
+    and written atomically (a temporary file renamed), so parallel graders never read half a file."""
+
+    path = cache_dir() / name
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in shapes}
+            if all(arrays[k].shape == shape and np.isfinite(arrays[k]).all() for k, shape in shapes.items()):
+                return arrays
+        except Exception:
+            pass
+    arrays = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    return arrays

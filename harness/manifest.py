@@ -13,16 +13,12 @@ from typing import Any
 
 import yaml
 
+from harness import tracks
 from harness.competition import TRACKS
 
 MANIFEST_NAME = "submission.yaml"
 
 # role keys naming classes, per track (SPEC, Submission contract)
-CLASS_KEYS = {
-    "classify": ("model",),
-    "generate": ("generator", "discriminator"),
-    "anomaly": ("model",),
-}
 SETTING_KEYS = ("epochs", "batch_size", "optimizer", "optimizer_args", "weights", "train")
 TOP_KEYS = ("name",) + TRACKS
 CLASS_REF = re.compile(r"^(?P<file>[A-Za-z0-9_./-]+\.py):(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
@@ -98,12 +94,12 @@ def _track(track: str, section, where: str, root: Path, problems: list[str]) -> 
     if not isinstance(section, dict):
         problems.append(f"{where}: expected a mapping of settings, found {type(section).__name__}")
         return None
-    known = CLASS_KEYS[track] + SETTING_KEYS
+    known = tracks.get(track).roles + SETTING_KEYS
     for key in section:
         if key not in known:
             problems.append(f"{where}.{key}: unknown key (known keys for {track}: {', '.join(known)})")
     classes = {}
-    for role in CLASS_KEYS[track]:
+    for role in tracks.get(track).roles:
         if role not in section:
             problems.append(f"{where}.{role}: missing (expected 'file.py:Class')")
             continue

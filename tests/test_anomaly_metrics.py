@@ -7,10 +7,10 @@ import pytest
 from scipy.stats import mannwhitneyu
 from sklearn.metrics import auc, average_precision_score, roc_auc_score
 
-from harness import anomaly_reference as ref
-from harness import corruptions as C
+from harness.scoring import anomaly_baselines as ref
+from harness.scoring import corruptions as C
 from harness import data
-from harness.metrics import anomaly as A
+from harness.scoring.metrics import anomaly as A
 
 
 @pytest.fixture(scope="module")

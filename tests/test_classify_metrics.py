@@ -3,7 +3,7 @@ import pytest
 from sklearn.metrics import accuracy_score, log_loss
 
 from harness.competition import load as load_competition
-from harness.metrics.classify import accuracy, classification_metrics, confusion_matrix, mean_cross_entropy
+from harness.scoring.metrics.classify import accuracy, classification_metrics, confusion_matrix, mean_cross_entropy
 
 
 def test_accuracy_hand_example():

@@ -6,18 +6,15 @@ import warnings
 import numpy as np
 import pytest
 
-from harness.metrics.generative import (
-    PixelIndex,
+from harness.scoring.metrics.copy_detection import PixelIndex, copy_rate, copy_threshold, nearest_neighbour_distances
+from harness.scoring.metrics.generative import (
     class_entropy,
     classes_covered,
     classifier_score,
-    copy_rate,
-    copy_threshold,
     frechet_distance,
     gaussian_statistics,
     kid,
     kid_within_terms,
-    nearest_neighbour_distances,
     precision_recall_density_coverage,
 )
 

@@ -34,7 +34,6 @@ CUSTOM_SCORE = AE + """\
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """The course autoencoder, and a tiny one graded with the default score and with its own anomaly_score."""
-    import shutil
     from harness.cli import main
 
     root = tmp_path_factory.mktemp("anomaly")
@@ -80,7 +79,7 @@ def test_own_anomaly_score_is_used(graded):
 
 def test_reference_rows(tmp_path):
     from harness.competition import load
-    from harness.references import record_references
+    from harness.grading.scorer_rows import record_references
 
     with Store(tmp_path / "db") as store:
         runs = {r.submission_id: r for r in record_references(store, load(), quick=True, tracks=("anomaly",))}

@@ -14,7 +14,7 @@ def graded(tmp_path_factory):
     and the scorer's reference rows (real images, noise)."""
     from harness.cli import main
     from harness.competition import load
-    from harness.references import record_references
+    from harness.grading.scorer_rows import record_references
     from harness.store import Store
 
     root = tmp_path_factory.mktemp("generate")

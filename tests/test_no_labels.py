@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from harness import grade, sandbox
+from harness import sandbox
+
+from harness.grading import grade
 
 TINY_AE = """\
 name: Tiny AE

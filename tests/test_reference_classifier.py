@@ -7,9 +7,11 @@ import shutil
 import numpy as np
 import pytest
 
-from harness import data, reference
-from harness.metrics import generative
-from harness.metrics.generative import METRIC_KEYS, classifier_score, frechet_distance, gaussian_statistics
+from harness import data
+
+from harness.scoring import reference_classifier as reference
+from harness.scoring.tracks import generate_suite
+from harness.scoring.metrics.generative import METRIC_KEYS, classifier_score, frechet_distance, gaussian_statistics
 
 
 def test_shipped_weights_match_the_pinned_sha256_and_are_small():
@@ -77,7 +79,7 @@ def test_real_vs_real_fcd_near_zero_and_noise_far_worse():
 
 def test_generative_metrics_real_digits_copies_and_noise(mnist):
     """The whole suite on 600 images of each kind (the first call fills the disk caches)."""
-    real = generative.generative_metrics(data.to_images(mnist.test_x[:600]))
+    real = generate_suite.generative_metrics(data.to_images(mnist.test_x[:600]))
     assert tuple(real) == METRIC_KEYS
     assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in real.values())
     assert real["classifier_score"] >= 9.5
@@ -85,11 +87,11 @@ def test_generative_metrics_real_digits_copies_and_noise(mnist):
     assert real["precision"] > 0.8 and real["density"] > 0.8
     assert real["copy_rate"] < 0.01
 
-    copies = generative.generative_metrics(data.to_images(mnist.train_x[:600]))
+    copies = generate_suite.generative_metrics(data.to_images(mnist.train_x[:600]))
     assert copies["copy_rate"] == 1.0
     assert copies["classifier_score"] >= 9.5  # a memoriser looks perfect to the feature metrics
 
-    noise = generative.generative_metrics(np.random.default_rng(0).uniform(0, 1, (600, 1, 28, 28)).astype(np.float32))
+    noise = generate_suite.generative_metrics(np.random.default_rng(0).uniform(0, 1, (600, 1, 28, 28)).astype(np.float32))
     assert noise["copy_rate"] == 0.0
     assert noise["fcd"] > 50 * real["fcd"]
     assert noise["kid_mean"] > 50 * max(real["kid_mean"], 1e-3)
@@ -99,4 +101,4 @@ def test_generative_metrics_real_digits_copies_and_noise(mnist):
 
 def test_generative_metrics_rejects_bad_shapes():
     with pytest.raises(ValueError, match="shape"):
-        generative.generative_metrics(np.zeros((10, 28, 28), np.float32))
+        generate_suite.generative_metrics(np.zeros((10, 28, 28), np.float32))

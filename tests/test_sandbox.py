@@ -1,4 +1,4 @@
-"""The ingestion sandbox (harness/sandbox.py), exercised with the real bubblewrap.
+"""The ingestion sandbox (harness/sandbox/), exercised with the real bubblewrap.
 
 Payloads are small `python -c` programs run by the venv's own interpreter. Skipped only where
 bubblewrap is not installed; where it is installed but cannot build a sandbox, these tests fail.
@@ -19,11 +19,12 @@ from pathlib import Path
 import pytest
 
 from harness import sandbox as sb
+from harness.sandbox import limits as sandbox_limits, mounts, probe, supervise
 from harness.sandbox import Limits, SubmissionCopyError, copy_submission, run_ingestion
 
 HAVE_BWRAP = shutil.which("bwrap", path="/usr/local/bin:/usr/bin:/bin:" + os.environ.get("PATH", "")) is not None
 needs_bwrap = pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap (bwrap) is not installed: apt-get install bubblewrap")
-REPO = Path(sb.__file__).resolve().parents[1]
+REPO = Path(sb.__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -381,13 +382,13 @@ def test_no_sandbox_translates_paths_and_applies_limits(dirs):
 
 
 def test_unavailable_sandbox_is_reported(dirs, monkeypatch):
-    monkeypatch.setattr(sb, "_probe_cache", None)
-    monkeypatch.setattr(sb, "_bwrap_path", lambda: None)
+    monkeypatch.setattr(probe, "_probe_cache", None)
+    monkeypatch.setattr(probe, "_bwrap_path", lambda: None)
     ok, reason = sb.sandbox_available()
     assert not ok and "apt-get install bubblewrap" in reason and "--no-sandbox" in reason
     r = run(dirs, "print('never')")
     assert r.status == "SANDBOX_UNAVAILABLE" and "apt-get install bubblewrap" in r.message
-    monkeypatch.setattr(sb, "_probe_cache", None)
+    monkeypatch.setattr(probe, "_probe_cache", None)
 
 
 def test_output_dir_must_be_empty(dirs):
@@ -441,7 +442,7 @@ def test_build_bwrap_argv_shape(tmp_path):
         assert argv[-3:] == ["python", "-c", "pass"]
         assert "/work/main/submissions" not in joined and " / /" not in joined
         # the environment is bound after the private /tmp, so a venv under /tmp (a CI clone) stays visible
-        first_env_bind = min(i for i, a in enumerate(argv) if a == "--ro-bind" and argv[i + 1] in sb._python_roots())
+        first_env_bind = min(i for i, a in enumerate(argv) if a == "--ro-bind" and argv[i + 1] in mounts._python_roots())
         assert argv.index("/tmp") < first_env_bind and argv.index("/dev/shm") < first_env_bind
         if mode == "privileged":
             assert "--unshare-user" not in argv and f"--reuid=70001" in argv
@@ -451,7 +452,7 @@ def test_build_bwrap_argv_shape(tmp_path):
 
 
 def test_seccomp_program_is_well_formed():
-    prog = sb._seccomp_program()
+    prog = sandbox_limits._seccomp_program()
     if prog is None:
         pytest.skip("no seccomp filter for this architecture")
     assert len(prog) % 8 == 0 and 10 < len(prog) // 8 < 64
@@ -463,18 +464,18 @@ def test_cgroup_parent_selection(tmp_path):
     (root / "cgroup.controllers").write_text("cpu memory pids\n")
     (root / "jobs" / "cgroup.controllers").write_text("cpu memory pids\n")
     (root / "jobs" / "cgroup.subtree_control").write_text("memory pids\n")
-    parent, why = sb._Cgroup.find_parent(root, env={"HARNESS_CGROUP": "jobs"})
+    parent, why = sandbox_limits._Cgroup.find_parent(root, env={"HARNESS_CGROUP": "jobs"})
     assert parent == root / "jobs", why
     selfcg = tmp_path / "self_cgroup"
     selfcg.write_text("0::/jobs\n")
-    assert sb._Cgroup.find_parent(root, env={}, proc_self_cgroup=selfcg)[0] == root / "jobs"
-    parent, why = sb._Cgroup.find_parent(tmp_path / "nowhere", env={})
+    assert sandbox_limits._Cgroup.find_parent(root, env={}, proc_self_cgroup=selfcg)[0] == root / "jobs"
+    parent, why = sandbox_limits._Cgroup.find_parent(tmp_path / "nowhere", env={})
     assert parent is None and "cgroup v2" in why
     # Creating a run's cgroup writes its limits.
     (root / "jobs" / "x").mkdir()
     for f in ("memory.max", "memory.swap.max", "pids.max"):
         (root / "jobs" / "x" / f).write_text("max")
-    cg = sb._Cgroup(root / "jobs" / "x")
+    cg = sandbox_limits._Cgroup(root / "jobs" / "x")
     (cg.path / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
     assert cg.oom_killed()
 
@@ -564,8 +565,8 @@ def test_root_fallback_userns_mode(monkeypatch):
     traverse (that is this mode's documented limitation)."""
     import tempfile
     monkeypatch.setenv("HARNESS_SANDBOX_MODE", "userns")
-    monkeypatch.setattr(sb, "_probe_cache", None)
-    monkeypatch.setattr(sb, "_python_roots", lambda: [])
+    monkeypatch.setattr(probe, "_probe_cache", None)
+    monkeypatch.setattr(mounts, "_python_roots", lambda: [])
     base = Path(tempfile.mkdtemp(prefix="sandbox-userns-"))
     try:
         os.chmod(base, 0o755)
@@ -587,7 +588,7 @@ def test_root_fallback_userns_mode(monkeypatch):
         assert (out / "x").stat().st_uid == r.uid
     finally:
         shutil.rmtree(base, ignore_errors=True)
-        monkeypatch.setattr(sb, "_probe_cache", None)
+        monkeypatch.setattr(probe, "_probe_cache", None)
 
 
 def _writable_cgroup2_dir():
@@ -619,11 +620,11 @@ def test_cgroup_holds_and_kills_the_tree(dirs, monkeypatch):
     made = []
 
     def plan(limits, gpu):
-        cg = sb._Cgroup.create(parent, Limits(memory_bytes=None, max_processes=0))
+        cg = sandbox_limits._Cgroup.create(parent, Limits(memory_bytes=None, max_processes=0))
         made.append(cg)
         return cg, None, "cgroup"
 
-    monkeypatch.setattr(sb, "_memory_plan", plan)
+    monkeypatch.setattr(supervise, "_memory_plan", plan)
     seen = []
     t = threading.Timer(0.7, lambda: seen.extend((made[0].path / "cgroup.procs").read_text().split()))
     t.start()

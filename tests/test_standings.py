@@ -12,10 +12,10 @@ import pytest
 
 from harness import competition as competition_mod
 from harness.competition import Competition, ConfigError
-from harness.jobs import (device_gpus, gpu_for_slot, ingestion_device, options_for_slot, parse_gpus, parse_shard,
+from harness.grading.jobs import (device_gpus, gpu_for_slot, ingestion_device, options_for_slot, parse_gpus, parse_shard,
                           select_shard)
-from harness.leaderboard import standings
-from harness.standings import compute_overall, overall_standings, track_standings
+from harness.standings.per_track import standings
+from harness.standings.overall import compute_overall, overall_standings, track_standings
 from harness.store import Run, Store
 
 
@@ -139,7 +139,7 @@ def test_shards_are_a_deterministic_partition():
 
 
 def test_each_job_slot_gets_its_own_gpu():
-    from harness.grade import GradeOptions
+    from harness.grading.grade import GradeOptions
 
     assert [gpu_for_slot(i, (0, 1)) for i in range(5)] == [0, 1, 0, 1, 0]
     assert [gpu_for_slot(i, (2, 5, 7)) for i in range(4)] == [2, 5, 7, 2]
@@ -167,7 +167,8 @@ def test_cli_jobs_use_one_slot_per_worker_thread(monkeypatch, tmp_path):
     import time
 
     from harness import cli
-    from harness.grade import SubmissionResult
+    from harness.cli import grading as cli_grading
+    from harness.grading.grade import SubmissionResult
 
     seen = []
 
@@ -176,13 +177,13 @@ def test_cli_jobs_use_one_slot_per_worker_thread(monkeypatch, tmp_path):
         time.sleep(0.05)
         return SubmissionResult(Path(path).name, "n", str(path), "", {})
 
-    monkeypatch.setattr("harness.grade.grade_submission", fake_grade)
+    monkeypatch.setattr(cli_grading, "grade_submission", fake_grade)
     args = cli.build_parser().parse_args(["grade", *[str(tmp_path / f"x{i}") for i in range(6)], "--jobs", "2",
                                           "--gpus", "3,5", "--db", str(tmp_path / "s.db"), "--no-sandbox"])
     args.isolation = "none"
     args.db_path = str(tmp_path / "s.db")
-    monkeypatch.setattr(cli, "show_leaderboards", lambda *a, **k: None)
-    assert cli.grade_paths([tmp_path / f"x{i}" for i in range(6)], args) == 0
+    monkeypatch.setattr(cli_grading, "show_leaderboards", lambda *a, **k: None)
+    assert cli_grading.grade_paths([tmp_path / f"x{i}" for i in range(6)], args) == 0
     by_thread = {}
     for ident, device, gpus in seen:
         by_thread.setdefault(ident, set()).add((device, gpus))
@@ -195,9 +196,9 @@ def test_cli_jobs_use_one_slot_per_worker_thread(monkeypatch, tmp_path):
 # ----------------------------------------------------------------- scorer-made artifacts
 
 def test_anomaly_score_keeps_roc_curves_per_case(tmp_path, mnist):
-    from harness.metrics.anomaly import auroc
-    from harness.tracks import anomaly
-    from harness.tracks.context import ScoringContext
+    from harness.scoring.metrics.anomaly import auroc
+    from harness.scoring.tracks import anomaly
+    from harness.scoring.tracks.context import ScoringContext
 
     comp = comp_with(quick={"oneclass_digits": [0, 1]})
     ctx = ScoringContext(mnist, comp, True, 0, tmp_path / "artifacts" / "uid")
@@ -229,8 +230,8 @@ def test_anomaly_score_keeps_roc_curves_per_case(tmp_path, mnist):
 
 
 def test_roc_svg_and_exports_escape_untrusted_names(tmp_path):
-    from harness.exports import leaderboard_html, roc_svg
-    from harness.leaderboard import render_text
+    from harness.render.exports import leaderboard_html, roc_svg
+    from harness.render.tables import render_text
 
     svg = roc_svg({"salt": {"fpr": [0, 0.5, 1], "tpr": [0, 0.9, 1], "auroc": 0.9}}, 100)
     assert svg.startswith("<svg") and "polyline" in svg and "salt AUROC 0.900" in svg

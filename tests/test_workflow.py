@@ -178,7 +178,7 @@ def test_merge_imports_every_run_exactly_once(cli, klass, merged):
             runs = s.runs()
         assert sorted(r.run_uid for r in runs) == sorted(expected), db
     # artifacts come along: the confusion matrices are readable from the merged store
-    from harness.artifacts import read_json_artifact
+    from harness.store.artifacts import read_json_artifact
 
     r = next(r for r in first if r.submission_id == "s1")
     assert read_json_artifact(r.artifacts["confusion_matrix"], merged)["public"]
@@ -270,8 +270,8 @@ def test_thresholds_change_the_exit_code_only_when_given(klass, regraded):
 def test_threshold_logic_without_grading():
     from argparse import ArgumentTypeError, Namespace
 
-    from harness import ci
-    from harness.grade import SubmissionResult, TrackResult
+    from harness.cli import ci
+    from harness.grading.grade import SubmissionResult, TrackResult
 
     def result(acc):
         return SubmissionResult("a", "A", "p", "0" * 64, {
@@ -476,14 +476,14 @@ def test_report_renders_confusion_matrix_and_log(cli, merged, klass, tmp_path):
 def test_github_workflow_grades_changed_submissions(tmp_path):
     import yaml
 
-    from harness.ci import changed_submissions
+    from harness.cli.ci import changed_submissions
 
     wf = yaml.safe_load((ROOT / ".github" / "workflows" / "grade.yml").read_text())
     on = wf.get("on", wf.get(True))  # YAML 1.1 reads a bare `on` as True
     assert "pull_request" in on and wf["permissions"]["pull-requests"] == "write"
     steps = wf["jobs"]["grade"]["steps"]
     script = "\n".join(s.get("run", "") + s.get("with", {}).get("script", "") for s in steps)
-    assert "git diff --name-only" in script and "harness.ci changed-submissions" in script
+    assert "git diff --name-only" in script and "harness.cli.ci changed-submissions" in script
     assert "harness grade" in script and "--summary-md" in script and "--junit" in script
     assert "createComment" in script and "updateComment" in script
     for name in ("alice", "bob", "_template", "evil$(id)"):
@@ -493,6 +493,6 @@ def test_github_workflow_grades_changed_submissions(tmp_path):
                "README.md", "submissions/_template/classifier.py", "submissions/gone/a.py",
                "submissions/evil$(id)/a.py", "submissions/top-level-file.txt"]
     assert changed_submissions(changed, tmp_path) == ["submissions/alice", "submissions/bob"]
-    r = subprocess.run([sys.executable, "-m", "harness.ci", "changed-submissions"], input="\n".join(changed),
+    r = subprocess.run([sys.executable, "-m", "harness.cli.ci", "changed-submissions"], input="\n".join(changed),
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.stdout.split() == ["submissions/alice", "submissions/bob"]

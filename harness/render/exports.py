@@ -1,7 +1,7 @@
 """Publishing the leaderboard: ``harness leaderboard --format table|md|csv|json|html [-o FILE]``.
 
 Every format holds each track's standings and, unless ``--track`` narrows it, the overall standings
-(:mod:`harness.standings`). Scores are the public half until ``harness reveal``, the private half
+(:mod:`harness.standings.overall`). Scores are the public half until ``harness reveal``, the private half
 after (or with ``--private``).
 
 * ``md``: one Markdown table per track and one for the overall standings.
@@ -21,13 +21,13 @@ import html
 import io
 import json
 from datetime import datetime, timezone
-from pathlib import Path
 
 from harness import __version__
-from harness.artifacts import png_data_uri, read_json_artifact
-from harness.leaderboard import Standings, columns, render_rich, render_text, standings_json, table_rows
-from harness.standings import (Overall, compute_overall, overall_json, overall_table, render_overall_rich,
-                               render_overall_text, selection_rule, track_standings)
+from harness.store.artifacts import png_data_uri, read_json_artifact
+from harness.render.tables import (overall_json, overall_table, render_overall_text, render_text, standings_json,
+                                   table_rows)
+from harness.standings.overall import Overall, selection_rule
+from harness.standings.per_track import Standings, columns
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"]
@@ -272,53 +272,5 @@ def render(fmt_name: str, per_track, overall, comp, revealed: bool, private: boo
     raise ValueError(f"unknown format '{fmt_name}'")
 
 
-def cmd_leaderboard(args) -> int:
-    from rich.console import Console
-
-    from harness import competition as competition_mod
-    from harness.cli import EXIT_OK, console, err
-    from harness.competition import TRACKS
-    from harness.store import Store
-
-    comp = competition_mod.load(args.config)
-    tracks = args.track or list(TRACKS)
-    private = True if args.private else None
-    profile = "quick" if args.quick else "full"
-    with Store(args.db_path) as store:
-        revealed = store.revealed
-        all_tracks = track_standings(store, comp, profile, private)
-    per_track = [s for s in all_tracks if s.track in tracks]
-    overall = compute_overall(all_tracks, comp) if not args.track else None
-    shown = [s for s in per_track if s.rows]
-    is_private = bool(args.private or revealed)
-    if args.format == "table" and not args.output:
-        if not shown:
-            console.print("the leaderboard is empty: grade something first (`harness baselines --quick`)")
-            return EXIT_OK
-        for st in shown:
-            console.print(render_rich(st))
-        if overall is not None and len(overall.tracks) >= 2:
-            console.print(render_overall_rich(overall))
-        return EXIT_OK
-    if args.format == "table":
-        rec = Console(record=True, width=160, file=io.StringIO())
-        for st in shown:
-            rec.print(render_rich(st))
-        if overall is not None and overall.rows:
-            rec.print(render_overall_rich(overall))
-        text = rec.export_text()
-    else:
-        text = render(args.format, shown, overall, comp, revealed, is_private, args.db_path)
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text, encoding="utf-8")
-        err.print(f"written to {args.output}")
-    else:
-        sys_stdout_write(text)
-    return EXIT_OK
 
 
-def sys_stdout_write(text: str) -> None:
-    import sys
-
-    sys.stdout.write(text)

@@ -4,22 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.metrics.classify import classification_metrics
-from harness.outputs import count_npz_params, read_array
-from harness.tracks.context import ScoringContext, save_inputs
-
-NAME = "classify"
-RANK_KEY = "test_accuracy_public"
-PRIVATE_RANK_KEY = "test_accuracy_private"
-HIGHER_IS_BETTER = True
-COLUMNS = [
-    ("test_accuracy", "test acc", "{:.4f}"),
-    ("train_accuracy", "train acc", "{:.4f}"),
-    ("accuracy_gap", "acc gap", "{:+.4f}"),
-    ("test_loss", "test loss", "{:.4f}"),
-    ("params", "params", "{:,}"),
-    ("train_seconds", "train s", "{:.1f}"),
-]
+from harness.scoring.metrics.classify import classification_metrics
+from harness.scoring.outputs import count_npz_params, read_array
+from harness.scoring.tracks.context import ScoringContext, save_inputs
+from harness.store.artifacts import write_json
+from harness.scoring.metrics.classify import confusion_matrix
 
 
 def write_inputs(ctx: ScoringContext, input_dir: Path) -> dict:
@@ -42,8 +31,6 @@ def score(ctx: ScoringContext, output_dir: Path, meta: dict) -> tuple[dict, dict
 def confusion_artifact(ctx: ScoringContext, test_logits, public) -> dict:
     """The test confusion matrices (rows true digit, columns predicted; 10x10 ints) of the public and
     the private half, kept as ``confusion_matrix`` (JSON) for ``harness report``."""
-    from harness.artifacts import write_json
-    from harness.metrics.classify import confusion_matrix
 
     y = ctx.mnist.test_y
     cm = {"labels": list(range(10)), "rows": "true digit", "columns": "predicted digit",

@@ -1,6 +1,6 @@
 """Overall standings across tracks, configured by ``overall`` in competition.yaml.
 
-Each track's standings come from :func:`harness.leaderboard.standings` (one run per submission, chosen
+Each track's standings come from :func:`harness.standings.per_track.standings` (one run per submission, chosen
 by the competition's ``selection`` rule, ranked on the public half until ``harness reveal`` and on the
 private half after). Only student submissions (``kind == "submission"``) take part; baselines and
 references stay reference rows of their track.
@@ -31,9 +31,9 @@ import math
 from dataclasses import dataclass, field
 
 from harness.competition import TRACKS, Competition, ConfigError
-from harness.leaderboard import Standings, markdown_table, standings
+from harness.standings.per_track import Standings, standings
 from harness.store import Store
-from harness.tracks import track_module
+from harness import tracks
 
 METHODS = ("mean_rank", "weighted")
 MISSING = ("last", "ignore")
@@ -141,7 +141,7 @@ def compute_overall(per_track: list[Standings], comp: Competition) -> Overall:
         if not ranked:
             continue
         n_ranked[st.track] = len(ranked)
-        higher = track_module(st.track).HIGHER_IS_BETTER
+        higher = tracks.get(st.track).higher_is_better
         lo, hi = min(r.score for r in ranked), max(r.score for r in ranked)
         seen[st.track] = {}
         for row in rows:
@@ -199,61 +199,9 @@ def overall_standings(store: Store, comp: Competition, profile: str = "full",
 
 # ----- renderings
 
-def overall_table(ov: Overall) -> tuple[list[str], list[list[str]]]:
-    header = ["rank", "submission", "name", ov.value_label] + [f"{t} rank" for t in ov.tracks]
-    body = []
-    for r in ov.rows:
-        value = "" if r.value is None else (f"{r.value:.2f}" if ov.method == "mean_rank" else f"{r.value:.3f}")
-        cells = []
-        for t in ov.tracks:
-            e = r.tracks.get(t)
-            if e is None or (e.rank is None and not e.status):
-                cells.append("-")
-            elif e.rank is None:
-                cells.append(e.status or "-")
-            else:
-                cells.append(str(e.rank))
-        body.append([str(r.rank) if r.rank is not None else "-", r.submission_id, r.name, value] + cells)
-    return header, body
 
 
-def overall_json(ov: Overall) -> dict:
-    return {"method": ov.method, "missing": ov.missing, "private": ov.private, "profile": ov.profile,
-            "tracks": ov.tracks, "weights": ov.weights, "lower_is_better": ov.lower_is_better,
-            "description": ov.describe(),
-            "rows": [{"rank": r.rank, "submission": r.submission_id, "name": r.name, "value": r.value,
-                      "tracks": {t: {"rank": e.rank, "score": e.score, "status": e.status, "counted": e.counted}
-                                 for t, e in r.tracks.items()}} for r in ov.rows]}
 
 
-def render_overall_rich(ov: Overall):
-    from rich.table import Table
-    from rich.text import Text
-
-    header, body = overall_table(ov)
-    table = Table(title=f"overall standings ({ov.profile})", caption=ov.describe())
-    for i, h in enumerate(header):
-        table.add_column(h, justify="left" if i in (1, 2) else "right", no_wrap=i != 2)
-    for cells in body:
-        table.add_row(*(Text(c) for c in cells))  # names are untrusted: never markup
-    return table
 
 
-def render_overall_text(ov: Overall, fmt_name: str) -> str:
-    import csv
-    import io
-
-    header, body = overall_table(ov)
-    if fmt_name == "md":
-        return markdown_table(f"overall ({ov.profile}, {ov.describe()})", header, body)
-    if fmt_name == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(["track", "rank", "submission", "name", "kind", "status", ov.method]
-                   + [f"{t}_rank" for t in ov.tracks])
-        for r in ov.rows:
-            w.writerow(["overall", r.rank or "", r.submission_id, r.name, "submission", "",
-                        "" if r.value is None else r.value]
-                       + ["" if r.tracks[t].rank is None else r.tracks[t].rank for t in ov.tracks])
-        return buf.getvalue()
-    raise ValueError(f"unknown format '{fmt_name}'")

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.artifacts import png_data_uri, read_json_artifact, read_text_artifact
+from harness.store.artifacts import png_data_uri, read_json_artifact, read_text_artifact
 from harness.competition import TRACKS, Competition
-from harness.exports import esc, page, roc_legend, roc_svg
-from harness.leaderboard import columns, fmt, rank_key
-from harness.standings import selection_rule
+from harness.render.exports import esc, page, roc_legend, roc_svg
+from harness.render.tables import fmt
+from harness.standings.overall import selection_rule
+from harness.standings.per_track import columns, rank_key, standings
 from harness.store import Run, Store
 
 
@@ -31,8 +32,6 @@ def history_runs(store: Store, target: str | Path, track: str | None = None) -> 
 
 def standing_run_ids(store: Store, comp: Competition, runs: list[Run]) -> dict[tuple[str, str], tuple[int | None, int, int]]:
     """(track, profile) -> (the run id standing on the leaderboard, its rank or None, ranked rows) for these runs."""
-    from harness.leaderboard import standings
-
     out = {}
     if not runs:
         return out

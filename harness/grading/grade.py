@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -20,15 +21,13 @@ from typing import Callable
 
 from harness import __version__, data, manifest as manifest_mod, sandbox
 from harness.competition import TRACKS, Competition
-from harness.outputs import InvalidOutput, read_json
-from harness.artifacts import save_log
-from harness.jobs import ingestion_device
+from harness.scoring.outputs import InvalidOutput, read_json
+from harness.store.artifacts import save_log
+from harness.grading.jobs import ingestion_device
 from harness.store import Run, Store
-from harness.tracks import track_module
-from harness.tracks.context import ScoringContext
+from harness import tracks
+from harness.scoring.tracks.context import ScoringContext
 
-STATUSES = ("OK", "INVALID_SUBMISSION", "CRASH", "TIMEOUT", "OUT_OF_MEMORY", "OUTPUT_LIMIT",
-            "INVALID_OUTPUT", "SANDBOX_UNAVAILABLE", "SKIPPED")
 INGESTION_ARGV = ["-m", "harness.ingestion", "--submission", sandbox.SUBMISSION_MOUNT,
                   "--input", sandbox.INPUT_MOUNT, "--output", sandbox.OUTPUT_MOUNT]
 
@@ -108,7 +107,7 @@ def tree_sha256(root: Path) -> str:
 def versions() -> dict:
     import numpy
 
-    from harness.chainer_env import chainer
+    from harness.chainer_env import chainer  # imported when grading needs it: seconds at start-up otherwise
 
     return {"python": platform.python_version(), "numpy": numpy.__version__, "chainer": chainer.__version__}
 
@@ -117,20 +116,22 @@ class DeviceError(RuntimeError):
     """The asked-for device cannot be used here (exit code 3)."""
 
 
+class DeviceSpecError(ValueError):
+    """``--device`` is not a device spec the harness knows (exit code 2)."""
+
+
 def resolve_device(device: str) -> str:
     """Check ``--device`` and resolve ``auto``: ``@numpy``, ``@cupy:N`` (or ``@cupy:N,M``, one GPU per
     job slot), or ``auto`` (``@cupy:0`` when CuPy sees a GPU, else ``@numpy``).
 
-    ValueError for a spec that is none of these; DeviceError when a GPU is asked for and CuPy
+    DeviceSpecError for a spec that is none of these; DeviceError when a GPU is asked for and CuPy
     sees none, so the run stops before any submission is graded on the wrong device.
     """
-    import re
-
     if device not in ("auto", "@numpy") and not re.fullmatch(r"@cupy:\d+(,\d+)*", device or ""):
-        raise ValueError(f"--device {device!r}: expected @numpy, @cupy:N (e.g. @cupy:0) or auto")
+        raise DeviceSpecError(f"--device {device!r}: expected @numpy, @cupy:N (e.g. @cupy:0) or auto")
     if device == "@numpy":
         return device
-    from harness.chainer_env import chainer
+    from harness.chainer_env import chainer  # imported when grading needs it: seconds at start-up otherwise
 
     try:
         available = chainer.backends.cuda.available
@@ -250,7 +251,7 @@ def grade_track(path: Path, spec: manifest_mod.TrackSpec, opts: GradeOptions, mn
                 run_uid: str, on_progress: ProgressFn | None = None) -> TrackResult:
     comp = opts.competition
     seed = comp.seed if opts.seed is None else opts.seed
-    module = track_module(spec.track)
+    module = tracks.get(spec.track).scorer_module()
     settings, clamped = training_settings(spec, comp, opts.quick)
     ctx = ScoringContext(mnist, comp, opts.quick, seed, opts.artifacts_root / run_uid)
     job = job_spec(spec, settings, "grade", seed, ingestion_device(opts.device, opts.gpu_devices), {})

@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 
 from harness import data, manifest as manifest_mod, sandbox
-from harness.jobs import ingestion_device, options_for_slot
-from harness.grade import GradeOptions, failure_from, job_spec, run_job, training_settings
-from harness.outputs import InvalidOutput, read_json
-from harness.tracks.context import save_inputs
+from harness.grading.jobs import ingestion_device, options_for_slot
+from harness.grading.grade import GradeOptions, failure_from, job_spec, run_job, training_settings
+from harness.scoring.outputs import InvalidOutput, read_json
+from harness.scoring.tracks.context import save_inputs
 
 CHECK_IMAGES = 16
 # numpy calls that are fine inside forward (dtypes and constants, not array computations)

@@ -7,22 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import corruptions
-from harness.metrics.anomaly import anomaly_summary, course_protocol_metrics, oneclass_metrics
-from harness.outputs import count_npz_params, read_array
-from harness.tracks.context import ScoringContext, save_inputs
+from harness.scoring import corruptions
+from harness.scoring.metrics.anomaly import anomaly_summary, course_protocol_metrics, oneclass_metrics
+from harness.scoring.outputs import count_npz_params, read_array
+from harness.scoring.tracks.context import ScoringContext, save_inputs
+from harness.store.artifacts import write_json
+from harness.scoring.metrics.anomaly import roc_curve_points
+from harness.scoring.anomaly_baselines import reference_rows as compute
 
-NAME = "anomaly"
-RANK_KEY = "auroc"
-HIGHER_IS_BETTER = True
-COLUMNS = [
-    ("auroc", "auroc", "{:.4f}"),
-    ("auroc_salt", "salt", "{:.4f}"),
-    ("auroc_vbar", "vbar", "{:.4f}"),
-    ("auroc_oneclass_mean", "one-class", "{:.4f}"),
-    ("params", "params", "{:,}"),
-    ("train_seconds", "train s", "{:.1f}"),
-]
 
 
 def settings(ctx: ScoringContext) -> dict:
@@ -90,8 +82,6 @@ def score(ctx: ScoringContext, output_dir: Path, meta: dict) -> tuple[dict, dict
 def roc_artifact(ctx: ScoringContext, cases: dict, metrics: dict, max_points: int = 100) -> dict:
     """Each case's ROC curve (at most ``max_points`` points, 4 decimals) kept as ``roc_curves`` (JSON):
     ``{"cases": {case: {"fpr": [...], "tpr": [...], "auroc": ...}}}``, drawn by the HTML exports."""
-    from harness.artifacts import write_json
-    from harness.metrics.anomaly import roc_curve_points
 
     if not cases:
         return {}
@@ -105,8 +95,6 @@ def roc_artifact(ctx: ScoringContext, cases: dict, metrics: dict, max_points: in
 
 def reference_rows(ctx: ScoringContext) -> dict:
     """PCA reconstruction (scikit-learn) and random scores, under this competition's protocol."""
-    from harness.anomaly_reference import reference_rows as compute
-
     s = settings(ctx)
     cfg = {"corruptions": s["corruptions"] if "course" in s["protocols"] else [],
            "oneclass_digits": s["oneclass_digits"] if "oneclass" in s["protocols"] else [], "seed": ctx.seed}

@@ -21,8 +21,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from sklearn.decomposition import PCA
 
-from harness import corruptions, data
-from harness.metrics.anomaly import anomaly_summary, course_protocol_metrics, oneclass_metrics
+from harness import data
+
+from harness.scoring import corruptions
+from harness.scoring.metrics.anomaly import anomaly_summary, course_protocol_metrics, oneclass_metrics
 
 PCA_COMPONENTS = 32
 DEFAULT_CORRUPTIONS = ("salt", "vbar")

@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import argparse
 import html
 import json
 import math
@@ -28,12 +27,10 @@ import socket
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
-from harness.competition import TRACKS
-from harness.tracks import track_module
-
-_THRESHOLD = re.compile(r"^\s*(?:(?P<track>[a-z]+)\.)?(?P<metric>[A-Za-z0-9_]+)\s*=\s*(?P<value>\S+)\s*$")
+from harness import tracks
+from harness.render.tables import fmt
+from harness.standings.per_track import columns
 
 
 @dataclass(frozen=True)
@@ -56,46 +53,10 @@ class Threshold:
         return value >= self.value if self.kind == "min" else value <= self.value
 
 
-def _threshold_parser(kind: str):
-    def parse(text: str) -> Threshold:
-        m = _THRESHOLD.match(text or "")
-        if not m:
-            raise argparse.ArgumentTypeError(f"'{text}': expected METRIC=VALUE or TRACK.METRIC=VALUE, "
-                                             f"e.g. test_accuracy=0.98")
-        track = m.group("track")
-        if track is not None and track not in TRACKS:
-            raise argparse.ArgumentTypeError(f"'{text}': unknown track '{track}' (known: {', '.join(TRACKS)})")
-        try:
-            value = float(m.group("value"))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}': '{m.group('value')}' is not a number") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"'{text}': the threshold must be a finite number")
-        return Threshold(kind, m.group("metric"), value, track)
-
-    parse.__name__ = f"--{kind} threshold"
-    return parse
 
 
-parse_min = _threshold_parser("min")
-parse_max = _threshold_parser("max")
 
 
-def add_grade_arguments(p: argparse.ArgumentParser) -> None:
-    """The whole-class and CI options of ``harness grade``."""
-    from harness.jobs import parse_gpus, parse_shard
-
-    p.add_argument("--shard", type=parse_shard, default=None, metavar="K/N",
-                   help="grade only shard K of N of the sorted submission paths (sorted[K-1::N])")
-    p.add_argument("--gpus", type=parse_gpus, default=None, metavar="0,1",
-                   help="spread the --jobs over these GPUs: job slot i uses GPU i %% n (same as --device @cupy:0,1)")
-    p.add_argument("--junit", default=None, metavar="FILE", help="write JUnit XML: one testcase per submission x track")
-    p.add_argument("--gradescope", default=None, metavar="FILE", help="write Gradescope's autograder results.json")
-    p.add_argument("--summary-md", default=None, metavar="FILE", help="write a Markdown summary of the results")
-    p.add_argument("--min", dest="thresholds", action="append", type=parse_min, default=[], metavar="METRIC=V",
-                   help="exit 1 if a graded track reports METRIC below V (repeatable; TRACK.METRIC=V for one track)")
-    p.add_argument("--max", dest="thresholds", action="append", type=parse_max, default=[], metavar="METRIC=V",
-                   help="exit 1 if a graded track reports METRIC above V (repeatable)")
 
 
 # ----- thresholds
@@ -204,11 +165,11 @@ def gradescope_results(results, misses=None) -> dict:
                           "status": "passed" if passed else "failed", "output": _clean("\n".join(out)),
                           "visibility": "visible"})
             if t.status == "OK":
-                module = track_module(track)
-                value = t.metrics.get(module.RANK_KEY)
+                spec = tracks.get(track)
+                value = t.metrics.get(spec.rank_key)
                 if isinstance(value, (int, float)) and math.isfinite(value):
-                    board.append({"name": _leaderboard_name(track, module.RANK_KEY), "value": float(value),
-                                  "order": "desc" if module.HIGHER_IS_BETTER else "asc"})
+                    board.append({"name": _leaderboard_name(track, spec.rank_key), "value": float(value),
+                                  "order": "desc" if spec.higher_is_better else "asc"})
             lines.append(f"{r.id} {track}: {t.status}" + ("" if passed or t.status != "OK" else " (threshold missed)"))
     return {"score": total, "output": "\n".join(lines) or "nothing was graded", "visibility": "visible",
             "stdout_visibility": "hidden", "tests": tests, "leaderboard": board}
@@ -217,7 +178,6 @@ def gradescope_results(results, misses=None) -> dict:
 # ----- Markdown summary
 
 def summary_markdown(results, misses=None, thresholds=()) -> str:
-    from harness.leaderboard import columns, fmt
 
     misses = misses or {}
     lines = ["### Grading results", "", "| submission | track | status | key metrics | note |", "|---|---|---|---|---|"]
@@ -246,63 +206,6 @@ def summary_markdown(results, misses=None, thresholds=()) -> str:
 
 # ----- after grading
 
-def finish(results, args, status: int, console=None) -> int:
-    """Write the CI files asked for and apply the thresholds; returns the exit code of ``harness grade``."""
-    thresholds = list(getattr(args, "thresholds", None) or [])
-    misses = threshold_misses(results, thresholds)
-    unknown = unknown_thresholds(results, thresholds)
-
-    def say(text):
-        if console is not None:
-            console.print(text, markup=False, highlight=False)
-
-    for (sub, track), lines in misses.items():
-        for line in lines:
-            say(f"THRESHOLD {sub} {track}: {line}")
-    for th in unknown:
-        known = sorted({k for r in results for t in r.tracks.values() if t.status == "OK" for k in t.metrics})
-        say(f"{th}: no graded track reports '{th.metric}' (known: {', '.join(known)})")
-    for attr, make in (("junit", lambda: junit_xml(results, misses)),
-                       ("gradescope", lambda: json.dumps(gradescope_results(results, misses), indent=2) + "\n"),
-                       ("summary_md", lambda: summary_markdown(results, misses, thresholds))):
-        target = getattr(args, attr, None)
-        if target:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            Path(target).write_text(make(), encoding="utf-8")
-            say(f"{attr.replace('_', '-')} written to {target}")
-    if unknown:
-        return max(status, 2)
-    if misses:
-        return max(status, 1)
-    return status
 
 
 # ----- pull requests
-
-def changed_submissions(names, root: str | Path = ".") -> list[str]:
-    """The submission folders a change touches: unique ``submissions/<id>`` of the changed file names
-    (``git diff --name-only``), sorted, that still hold a ``submission.yaml``; ``_template``, and any
-    id that is not plain letters, digits, ``.``, ``_`` and ``-`` (so never a shell word), are left out."""
-    found = set()
-    for name in names:
-        parts = Path(str(name).strip()).parts
-        if len(parts) >= 3 and parts[0] == "submissions" and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", parts[1]):
-            found.add(f"submissions/{parts[1]}")
-    return sorted(d for d in found if (Path(root) / d / "submission.yaml").is_file())
-
-
-def main(argv=None) -> int:
-    """``git diff --name-only BASE...HEAD | python -m harness.ci changed-submissions``: one folder a line."""
-    import sys
-
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] != ["changed-submissions"]:
-        sys.stderr.write("usage: git diff --name-only BASE...HEAD | python -m harness.ci changed-submissions\n")
-        return 2
-    for d in changed_submissions(sys.stdin.read().splitlines()):
-        print(d)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,5 @@
-"""Standings from the store, and their renderings: rich table, Markdown, CSV, JSON, HTML."""
+"""Standings as tables: rich (terminal), Markdown, CSV and JSON, per track and overall.
+Every cell that comes from a student (names, messages) is plain text here."""
 
 from __future__ import annotations
 
@@ -6,92 +7,16 @@ import csv
 import html
 import io
 import json
-import math
-from dataclasses import dataclass, field
 
-from harness.store import Run, Store
-from harness.tracks import track_module
+from rich.table import Table
+from rich.text import Text
+
+from harness.standings.overall import Overall
+from harness.standings.per_track import Standings, columns
+
+
 
 FORMATS = ("table", "md", "html", "csv", "json")
-
-
-@dataclass
-class Row:
-    rank: int | None  # None for reference rows and failed runs
-    run: Run
-    score: float | None
-
-    @property
-    def is_reference(self) -> bool:
-        return self.run.kind != "submission"
-
-
-@dataclass
-class Standings:
-    track: str
-    profile: str
-    private: bool
-    rank_key: str
-    rows: list[Row] = field(default_factory=list)
-
-
-def rank_key(track: str, private: bool) -> str:
-    module = track_module(track)
-    return getattr(module, "PRIVATE_RANK_KEY", module.RANK_KEY) if private else module.RANK_KEY
-
-
-def _score(run: Run, key: str) -> float | None:
-    value = run.metrics.get(key)
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-def standings(store: Store, track: str, profile: str = "full", private: bool | None = None,
-              selection: str = "latest") -> Standings:
-    """One row per submission (and per reference row): its latest run, or its best OK run.
-
-    Ranked by the track's key (the public half until revealed; the private half after, or when
-    asked). Equal scores share a rank (1, 2, 2, 4). Reference rows are placed by score, unranked.
-    """
-    if private is None:
-        private = store.revealed
-    module = track_module(track)
-    key = rank_key(track, private)
-    sign = 1 if module.HIGHER_IS_BETTER else -1
-    chosen: dict[tuple[str, str], Run] = {}
-    for run in store.runs(track=track, profile=profile):
-        ident = (run.kind, run.submission_id)
-        prev = chosen.get(ident)
-        if prev is None or selection == "latest":
-            chosen[ident] = run
-        elif selection == "best":  # by the public score, even after the reveal (as Kaggle's auto-selection)
-            s_new, s_old = _score(run, module.RANK_KEY), _score(prev, module.RANK_KEY)
-            if s_new is not None and (s_old is None or sign * s_new > sign * s_old):
-                chosen[ident] = run
-    scored = [(r, _score(r, key)) for r in chosen.values()]
-    ok = sorted([(r, s) for r, s in scored if r.status == "OK" and s is not None],
-                key=lambda rs: (-sign * rs[1], rs[0].submission_id))
-    rows, rank, prev_score, seen = [], 0, None, 0
-    for run, s in ok:
-        if run.kind == "submission":
-            seen += 1
-            if s != prev_score:
-                rank = seen
-            prev_score = s
-            rows.append(Row(rank, run, s))
-        else:
-            rows.append(Row(None, run, s))
-    failed = sorted([r for r, s in scored if not (r.status == "OK" and s is not None)], key=lambda r: r.submission_id)
-    rows += [Row(None, r, None) for r in failed]
-    return Standings(track, profile, private, key, rows)
-
-
-def columns(track: str, private: bool) -> list[tuple[str, str, str]]:
-    module = track_module(track)
-    cols = list(module.COLUMNS)
-    if track == "classify":  # the headline accuracy column is the half the standings rank by
-        head = ("test_accuracy_private", "private acc", "{:.4f}") if private else ("test_accuracy_public", "public acc", "{:.4f}")
-        cols = [head] + [c for c in cols if c[0] != "test_accuracy" or private]
-    return cols
 
 
 def fmt(value, spec: str) -> str:
@@ -116,8 +41,6 @@ def table_rows(st: Standings) -> tuple[list[str], list[list[str]]]:
 
 
 def render_rich(st: Standings, highlight: set[int] = frozenset(), title: str | None = None):
-    from rich.table import Table
-    from rich.text import Text
 
     header, body = table_rows(st)
     half = "private" if st.private else "public"
@@ -178,3 +101,61 @@ def standings_json(st: Standings) -> dict:
         {"rank": row.rank, "submission": row.run.submission_id, "name": row.run.name, "kind": row.run.kind,
          "status": row.run.status, "metrics": {k: row.run.metrics.get(k) for k in keys}, "run_id": row.run.id}
         for row in st.rows]}
+
+
+def overall_table(ov: Overall) -> tuple[list[str], list[list[str]]]:
+    header = ["rank", "submission", "name", ov.value_label] + [f"{t} rank" for t in ov.tracks]
+    body = []
+    for r in ov.rows:
+        value = "" if r.value is None else (f"{r.value:.2f}" if ov.method == "mean_rank" else f"{r.value:.3f}")
+        cells = []
+        for t in ov.tracks:
+            e = r.tracks.get(t)
+            if e is None or (e.rank is None and not e.status):
+                cells.append("-")
+            elif e.rank is None:
+                cells.append(e.status or "-")
+            else:
+                cells.append(str(e.rank))
+        body.append([str(r.rank) if r.rank is not None else "-", r.submission_id, r.name, value] + cells)
+    return header, body
+
+
+def overall_json(ov: Overall) -> dict:
+    return {"method": ov.method, "missing": ov.missing, "private": ov.private, "profile": ov.profile,
+            "tracks": ov.tracks, "weights": ov.weights, "lower_is_better": ov.lower_is_better,
+            "description": ov.describe(),
+            "rows": [{"rank": r.rank, "submission": r.submission_id, "name": r.name, "value": r.value,
+                      "tracks": {t: {"rank": e.rank, "score": e.score, "status": e.status, "counted": e.counted}
+                                 for t, e in r.tracks.items()}} for r in ov.rows]}
+
+
+def render_overall_rich(ov: Overall):
+
+    header, body = overall_table(ov)
+    table = Table(title=f"overall standings ({ov.profile})", caption=ov.describe())
+    for i, h in enumerate(header):
+        table.add_column(h, justify="left" if i in (1, 2) else "right", no_wrap=i != 2)
+    for cells in body:
+        table.add_row(*(Text(c) for c in cells))  # names are untrusted: never markup
+    return table
+
+
+def render_overall_text(ov: Overall, fmt_name: str) -> str:
+    import csv
+    import io
+
+    header, body = overall_table(ov)
+    if fmt_name == "md":
+        return markdown_table(f"overall ({ov.profile}, {ov.describe()})", header, body)
+    if fmt_name == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["track", "rank", "submission", "name", "kind", "status", ov.method]
+                   + [f"{t}_rank" for t in ov.tracks])
+        for r in ov.rows:
+            w.writerow(["overall", r.rank or "", r.submission_id, r.name, "submission", "",
+                        "" if r.value is None else r.value]
+                       + ["" if r.tracks[t].rank is None else r.tracks[t].rank for t in ov.tracks])
+        return buf.getvalue()
+    raise ValueError(f"unknown format '{fmt_name}'")

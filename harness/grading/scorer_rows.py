@@ -8,18 +8,17 @@ from pathlib import Path
 from harness import __version__, data
 from harness.competition import TRACKS, Competition
 from harness.store import Run, Store
+from harness.grading.grade import versions
+from harness.scoring.tracks.context import ScoringContext
 
 
 def record_references(store: Store, comp: Competition, quick: bool, console=None,
                       tracks=TRACKS) -> list[Run]:
     """Compute and store each track's reference rows (``reference_rows(ctx)`` in its track module)."""
-    from harness.grade import versions
-    from harness.tracks.context import ScoringContext
-
     mnist = data.load()
     runs = []
     for track in tracks:
-        module = importlib.import_module(f"harness.tracks.{track}")
+        module = importlib.import_module(f"harness.scoring.tracks.{track}")
         fn = getattr(module, "reference_rows", None)
         if fn is None:
             continue

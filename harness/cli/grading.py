@@ -1,37 +1,34 @@
-"""The ``harness`` command."""
+"""``harness data``, ``check``, ``grade`` and ``baselines``: the commands that run submissions."""
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from harness import __version__, competition as competition_mod, data, sandbox
-from harness.ci import add_grade_arguments, finish as ci_finish
+from harness import competition as competition_mod, data, sandbox
+from harness.cli.ci import finish as ci_finish
+from harness.cli.console import EXIT_FAILED, EXIT_OK, EXIT_USAGE, console, err
 from harness.competition import TRACKS
-from harness.jobs import options_for_slot, select_shard
-from harness.grade import DeviceError
+from harness.grading.check import check_submission
+from harness.grading.grade import GradeOptions, grade_submission, resolve_device, results_json
+from harness.grading.jobs import options_for_slot, select_shard
+from harness.grading.scorer_rows import record_references
+from harness.render.tables import fmt, render_rich
+from harness.scoring.tracks.generate_suite import prepare_real_statistics
+from harness.standings.per_track import columns, standings
 from harness.store import Store
-from harness.workflow_cli import add_commands
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV = 0, 1, 2, 3
-# Logs (CI, files) get a wide table instead of rich's 80-column default.
-console = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 class GradeProgress:
     """One rich progress bar per (submission, track), fed by the ingestion process's progress file."""
-
     def __init__(self, progress: Progress):
         self.progress = progress
         self.tasks: dict[tuple[str, str], int] = {}
@@ -64,10 +61,6 @@ def make_progress() -> Progress:
 
 def print_result(result) -> None:
     """One submission's result table. Names and messages come from students: shown as plain text."""
-    from rich.text import Text
-
-    from harness.leaderboard import columns, fmt
-
     table = Table(title=escape(f"{result.id} ({result.name})"), title_justify="left")
     table.add_column("track")
     table.add_column("status")
@@ -92,7 +85,6 @@ def print_result(result) -> None:
 
 def show_leaderboards(store: Store, tracks, profile: str, highlight: set[int], private: bool | None = None,
                       selection: str = "latest") -> None:
-    from harness.leaderboard import render_rich, standings
 
     for track in tracks:
         st = standings(store, track, profile, private, selection)
@@ -100,7 +92,7 @@ def show_leaderboards(store: Store, tracks, profile: str, highlight: set[int], p
             console.print(render_rich(st, highlight))
 
 
-def sandbox_mode(args) -> str | None:
+def isolation_from_args(args) -> str | None:
     """The isolation to grade under, or None after explaining why the sandbox cannot run."""
     if args.no_sandbox:
         err.print("[bold white on red] WARNING: --no-sandbox: student code runs with your permissions, unisolated. "
@@ -116,7 +108,6 @@ def sandbox_mode(args) -> str | None:
 
 
 def grade_options(args, kind: str = "submission"):
-    from harness.grade import GradeOptions, resolve_device
 
     comp = competition_mod.load(args.config)
     tracks = tuple(args.track) if getattr(args, "track", None) else TRACKS
@@ -127,7 +118,6 @@ def grade_options(args, kind: str = "submission"):
 
 
 def grade_paths(paths: list[Path], args, kind: str = "submission") -> int:
-    from harness.grade import grade_submission, results_json
 
     opts = grade_options(args, kind)
     results = []
@@ -136,7 +126,7 @@ def grade_paths(paths: list[Path], args, kind: str = "submission") -> int:
         tracker = GradeProgress(progress)
         local = threading.local()
 
-        slots = itertools.count()  # job slot i -> GPU i % n (harness.jobs)
+        slots = itertools.count()  # job slot i -> GPU i % n (harness.grading.jobs)
 
         def one(path: Path):
             if not hasattr(local, "store"):
@@ -164,8 +154,6 @@ def grade_paths(paths: list[Path], args, kind: str = "submission") -> int:
     return ci_finish(results, args, EXIT_OK if all(r.ok for r in results) else EXIT_FAILED, err)
 
 
-# ----- commands
-
 def cmd_data(args) -> int:
     m = data.prepare(force=args.verify)
     if args.verify:
@@ -180,7 +168,6 @@ def cmd_data(args) -> int:
     console.print(f"cache: {data.cache_file()}\nchainer cache: {data.chainer_cache_dir()}")
     # The generate track's real-data statistics (reference features, KID terms, copy radius):
     # computed once here so the first grade does not pay for them.
-    from harness.metrics.generative import prepare_real_statistics
 
     with err.status("computing the reference classifier's test-set statistics (once) ..."):
         prepare_real_statistics()
@@ -188,7 +175,6 @@ def cmd_data(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from harness.check import check_submission
 
     args.quick = False
     opts = grade_options(args)
@@ -221,96 +207,8 @@ def cmd_baselines(args) -> int:
     if not paths:
         err.print(f"[red]{root}: no baselines found[/]")
         return EXIT_USAGE
-    from harness.references import record_references
 
     comp = competition_mod.load(args.config)
     with Store(args.db_path) as store:
         record_references(store, comp, args.quick, console=err)
     return grade_paths(paths, args, kind="baseline")
-
-
-def cmd_leaderboard(args) -> int:
-    from harness.exports import cmd_leaderboard as export_leaderboard  # every format, the overall standings
-
-    return export_leaderboard(args)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness", description="Grade Chainer MNIST submissions.")
-    parser.add_argument("--version", action="version", version=f"harness {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", dest="db_path", default=None, help="leaderboard store (default leaderboard/leaderboard.db or $HARNESS_DB)")
-    common.add_argument("--config", default=None, help="competition.yaml (default ./competition.yaml or the packaged one)")
-    running = argparse.ArgumentParser(add_help=False)
-    running.add_argument("--quick", action="store_true", help="small training subset and one epoch: feedback in about a minute")
-    running.add_argument("--device", default="@numpy", help="@numpy (default), @cupy:N or auto")
-    running.add_argument("--no-sandbox", action="store_true", help="run student code without isolation (trusted code only)")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("data", parents=[common], help="make MNIST available offline and print its checksums")
-    p.add_argument("--verify", action="store_true", help="rebuild from the source and verify every checksum")
-    p.set_defaults(func=cmd_data)
-
-    p = sub.add_parser("check", parents=[common, running], help="validate a submission in seconds")
-    p.add_argument("paths", nargs="+", type=Path)
-    p.add_argument("--track", action="append", choices=TRACKS)
-    p.set_defaults(func=cmd_check)
-
-    p = sub.add_parser("grade", parents=[common, running], help="grade submissions and update the leaderboard")
-    p.add_argument("paths", nargs="+", type=Path)
-    p.add_argument("--track", action="append", choices=TRACKS, help="grade only this track (repeatable)")
-    p.add_argument("--jobs", type=int, default=1, help="grade N submissions in parallel")
-    p.add_argument("--seed", type=int, default=None, help="seed for training and sampling (default: competition.yaml)")
-    p.add_argument("--json", default=None, help="write machine-readable results to FILE")
-    add_grade_arguments(p)  # --shard, --gpus, --junit, --gradescope, --summary-md, --min, --max
-    p.set_defaults(func=cmd_grade)
-
-    p = sub.add_parser("leaderboard", parents=[common], help="show or export the standings")
-    p.add_argument("--track", action="append", choices=TRACKS)
-    p.add_argument("--private", action="store_true", help="rank by the private half (instructors)")
-    p.add_argument("--quick", action="store_true", help="the standings of --quick runs")
-    p.add_argument("--format", default="table", choices=["table", "md", "html", "csv", "json"])
-    p.add_argument("-o", "--output", default=None, help="write to FILE instead of the terminal")
-    p.set_defaults(func=cmd_leaderboard)
-
-    p = sub.add_parser("baselines", parents=[common, running], help="grade everything under baselines/")
-    p.add_argument("--root", default="baselines", help=argparse.SUPPRESS)
-    p.add_argument("--jobs", type=int, default=1)
-    p.add_argument("--json", default=None)
-    p.set_defaults(func=cmd_baselines, track=None, seed=None)
-    add_commands(sub, common)  # reveal, history, merge, report (harness.workflow_cli)
-    return parser
-
-
-def main(argv=None) -> int:
-    from harness.store import db_path
-
-    args = build_parser().parse_args(argv)
-    args.db_path = str(db_path(args.db_path))
-    if hasattr(args, "no_sandbox"):
-        args.isolation = sandbox_mode(args)
-        if args.isolation is None:
-            return EXIT_ENV
-    try:
-        return args.func(args)
-    except data.DataError as exc:
-        err.print(f"[bold red]data:[/] {escape(str(exc))}")
-        return EXIT_ENV
-    except DeviceError as exc:
-        err.print(f"[bold red]device:[/] {escape(str(exc))}")
-        return EXIT_ENV
-    except ValueError as exc:
-        if "--device" not in str(exc):
-            raise
-        err.print(f"[bold red]usage:[/] {escape(str(exc))}")
-        return EXIT_USAGE
-    except competition_mod.ConfigError as exc:
-        err.print(f"[bold red]config:[/] {escape(str(exc))}")
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,22 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.outputs import count_npz_params, read_array
-from harness.tracks.context import ScoringContext
+from harness.scoring.outputs import count_npz_params, read_array
+from harness.scoring.tracks.context import ScoringContext
+from harness.scoring.tracks.context import save_inputs
+from harness.images import save_grid
+from harness.scoring.tracks.generate_suite import generative_metrics
 
-NAME = "generate"
-RANK_KEY = "fcd"
-HIGHER_IS_BETTER = False
-COLUMNS = [
-    ("fcd", "fcd", "{:.3f}"),
-    ("classifier_score", "cls score", "{:.3f}"),
-    ("kid_mean", "kid", "{:.4f}"),
-    ("precision", "precision", "{:.3f}"),
-    ("recall", "recall", "{:.3f}"),
-    ("coverage", "coverage", "{:.3f}"),
-    ("classes_covered", "classes", "{}"),
-    ("copy_rate", "copy rate", "{:.3f}"),
-]
 
 
 def n_samples(ctx: ScoringContext) -> int:
@@ -29,15 +19,12 @@ def n_samples(ctx: ScoringContext) -> int:
 
 
 def write_inputs(ctx: ScoringContext, input_dir: Path) -> dict:
-    from harness.tracks.context import save_inputs
 
     save_inputs(input_dir, train_x=ctx.mnist.train_x[ctx.train_indices()])
     return {"samples": n_samples(ctx)}
 
 
 def score_samples(ctx: ScoringContext, samples: np.ndarray, name: str) -> tuple[dict, dict]:
-    from harness.images import save_grid
-    from harness.metrics.generative import generative_metrics
 
     metrics = generative_metrics(samples)
     ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)

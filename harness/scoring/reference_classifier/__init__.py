@@ -16,7 +16,7 @@ Public functions:
   computed once and cached in ``data.cache_dir()`` keyed by the weights' SHA-256.
 
 The classifier: conv5x5(32)-BN-ReLU-pool, conv5x5(64)-BN-ReLU-pool, fc128-BN-ReLU (the
-features), fc10; 99.46 % test accuracy (``harness/reference/model.py``).
+features), fc10; 99.46 % test accuracy (``harness/scoring/reference_classifier/model.py``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import numpy as np
 
 from harness import data
 from harness.chainer_env import chainer
-from harness.reference.model import FEATURE_SIZE, ReferenceClassifier
+from harness.scoring.reference_classifier.model import FEATURE_SIZE, ReferenceClassifier
 
 __all__ = [
     "REFERENCE_SHA256",
@@ -222,25 +222,15 @@ def _test_arrays() -> dict[str, np.ndarray]:
     sha = REFERENCE_SHA256
     if sha in _test_cache:
         return _test_cache[sha]
-    path = _test_cache_path(sha)
-    arrays = None
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in ("logits", "features", "mu", "sigma")}
-            if arrays["features"].shape != (10000, FEATURE_SIZE) or arrays["logits"].shape != (10000, 10):
-                arrays = None
-        except Exception:
-            arrays = None  # unreadable cache: recompute
-    if arrays is None:
+    def compute() -> dict[str, np.ndarray]:
         m = data.load_or_prepare()
         logits, feats = predict_raw(data.to_images(m.test_x), load_reference())
         f64 = feats.astype(np.float64)
-        arrays = {"logits": logits, "features": feats, "mu": f64.mean(axis=0), "sigma": np.cov(f64, rowvar=False)}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+        return {"logits": logits, "features": feats, "mu": f64.mean(axis=0), "sigma": np.cov(f64, rowvar=False)}
+
+    arrays = data.cached_arrays(_test_cache_path(sha).name, compute,
+                                {"logits": (10000, 10), "features": (10000, FEATURE_SIZE),
+                                 "mu": (FEATURE_SIZE,), "sigma": (FEATURE_SIZE, FEATURE_SIZE)})
     _test_cache[sha] = arrays
     return arrays
 

@@ -1,23 +1,38 @@
 """The instructor's commands: ``harness reveal``, ``harness history``, ``harness merge``, ``harness report``.
 
 Registered on the ``harness`` parser by :func:`add_commands`; ``harness leaderboard`` is
-:func:`harness.exports.cmd_leaderboard` and the CI options of ``harness grade`` come from
-:func:`harness.ci.add_grade_arguments`.
+:func:`harness.render.exports.cmd_leaderboard` and the CI options of ``harness grade`` come from
+:func:`harness.render.ci.add_grade_arguments`.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from harness import competition as competition_mod
+from harness.cli.console import EXIT_FAILED, EXIT_OK, EXIT_USAGE, console, err
+from harness.competition import TRACKS
+from harness.render.report import build_report, default_output, history_runs, key_metric, standing_run_ids, submission_id_of
+from harness.render.exports import render
+from harness.render.tables import render_overall_rich, render_rich
+from harness.standings.overall import compute_overall, track_standings
+from harness.store import Store
+from harness.store.merge import MergeError, merge_files
+
+
 
 
 def cmd_reveal(args) -> int:
-    from harness.cli import console
-    from harness.store import Store
 
     with Store(args.db_path) as store:
         was = store.revealed
@@ -42,14 +57,7 @@ def cmd_reveal(args) -> int:
 
 
 def cmd_history(args) -> int:
-    from rich.markup import escape
-    from rich.table import Table
-    from rich.text import Text
 
-    from harness import competition as competition_mod
-    from harness.cli import console, err
-    from harness.report import history_runs, key_metric, standing_run_ids, submission_id_of
-    from harness.store import Store
 
     comp = competition_mod.load(args.config)
     with Store(args.db_path) as store:
@@ -87,9 +95,6 @@ def cmd_history(args) -> int:
 
 
 def cmd_merge(args) -> int:
-    from harness.cli import console, err
-    from harness.merge import MergeError, merge_files
-    from harness.store import Store
 
     missing = [p for p in args.files if not Path(p).is_file()]
     for p in missing:
@@ -110,10 +115,6 @@ def cmd_merge(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from harness import competition as competition_mod
-    from harness.cli import err
-    from harness.report import build_report, default_output, submission_id_of
-    from harness.store import Store
 
     comp = competition_mod.load(args.config)
     with Store(args.db_path) as store:
@@ -130,7 +131,6 @@ def cmd_report(args) -> int:
 
 
 def add_commands(sub, common: argparse.ArgumentParser) -> None:
-    from harness.competition import TRACKS
 
     p = sub.add_parser("reveal", parents=[common], help="rank by the private half from now on (the deadline)")
     g = p.add_mutually_exclusive_group()
@@ -153,3 +153,49 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", default=None, help="the HTML file (default <store dir>/reports/<id>.html)")
     p.add_argument("--private", action="store_true", help="show the private half even before the reveal")
     p.set_defaults(func=cmd_report)
+
+
+def cmd_leaderboard(args) -> int:
+
+
+    comp = competition_mod.load(args.config)
+    tracks = args.track or list(TRACKS)
+    private = True if args.private else None
+    profile = "quick" if args.quick else "full"
+    with Store(args.db_path) as store:
+        revealed = store.revealed
+        all_tracks = track_standings(store, comp, profile, private)
+    per_track = [s for s in all_tracks if s.track in tracks]
+    overall = compute_overall(all_tracks, comp) if not args.track else None
+    shown = [s for s in per_track if s.rows]
+    is_private = bool(args.private or revealed)
+    if args.format == "table" and not args.output:
+        if not shown:
+            console.print("the leaderboard is empty: grade something first (`harness baselines --quick`)")
+            return EXIT_OK
+        for st in shown:
+            console.print(render_rich(st))
+        if overall is not None and len(overall.tracks) >= 2:
+            console.print(render_overall_rich(overall))
+        return EXIT_OK
+    if args.format == "table":
+        rec = Console(record=True, width=160, file=io.StringIO())
+        for st in shown:
+            rec.print(render_rich(st))
+        if overall is not None and overall.rows:
+            rec.print(render_overall_rich(overall))
+        text = rec.export_text()
+    else:
+        text = render(args.format, shown, overall, comp, revealed, is_private, args.db_path)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text, encoding="utf-8")
+        err.print(f"written to {args.output}")
+    else:
+        sys_stdout_write(text)
+    return EXIT_OK
+
+
+def sys_stdout_write(text: str) -> None:
+
+    sys.stdout.write(text)

@@ -1,0 +1,139 @@
+"""Copying a submission into the job's work folder: bounded in bytes, files and depth, links and special files refused."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from harness.sandbox.limits import _fmt_bytes
+from harness.sandbox.mounts import _under
+
+
+
+class SubmissionCopyError(Exception):
+    """The submission tree cannot be copied safely; the message names the offending path."""
+
+
+@dataclass
+class CopySummary:
+    files: int
+    bytes: int
+    skipped: list[str] = field(default_factory=list)  # excluded folders (e.g. .git)
+
+
+DEFAULT_EXCLUDE = (".git", ".hg", ".svn", "__pycache__", ".ipynb_checkpoints", ".mypy_cache",
+                   ".pytest_cache", ".venv", "venv")
+
+
+def copy_submission(src: str | os.PathLike, dst: str | os.PathLike, *, max_bytes: int = 256 << 20,
+                    max_files: int = 2000, exclude: Iterable[str] = DEFAULT_EXCLUDE) -> CopySummary:
+    """Copy the submission tree ``src`` to the new folder ``dst`` (which must not exist or be empty).
+
+    Regular files and folders are copied; folders named in ``exclude`` are skipped. A symbolic link
+    is copied as a regular file when it resolves to a regular file inside ``src``; a link pointing
+    outside ``src``, to a folder, or nowhere is refused, and so are device files, FIFOs and sockets.
+    More than ``max_files`` files or ``max_bytes`` bytes in all is refused. The copy is readable by
+    everyone (folders 0755, files 0644 or 0755), so the sandbox uid can read it.
+    Raises SubmissionCopyError naming the offending path (relative to ``src``).
+    """
+    src = Path(src)
+    if not src.is_dir():
+        raise SubmissionCopyError(f"{src}: not a folder")
+    root = src.resolve()
+    dst = Path(dst)
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+        raise SubmissionCopyError(f"{dst}: destination exists and is not an empty folder")
+    exclude = set(exclude)
+
+    # Pass 1: validate and plan, touching nothing.
+    plan: list[tuple[str, Path, Path | None, int]] = []  # (kind, rel, source file, mode)
+    n_files = 0
+    n_bytes = 0
+    skipped: list[str] = []
+    stack = [Path(".")]
+    while stack:
+        rel_dir = stack.pop()
+        try:
+            entries = sorted(os.scandir(root / rel_dir), key=lambda e: e.name)
+        except OSError as e:
+            raise SubmissionCopyError(f"{rel_dir}: cannot read folder ({e.strerror})") from None
+        for entry in entries:
+            rel = rel_dir / entry.name
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                if entry.name in exclude:
+                    skipped.append(str(rel))
+                    continue
+                plan.append(("dir", rel, None, 0o755))
+                stack.append(rel)
+                continue
+            source = root / rel
+            if stat.S_ISLNK(st.st_mode):
+                target = Path(os.path.realpath(source))
+                try:
+                    target.relative_to(root)
+                except ValueError:
+                    raise SubmissionCopyError(
+                        f"{rel}: symbolic link pointing outside the submission "
+                        f"(-> {os.readlink(source)}); copy the file in instead") from None
+                try:
+                    st = target.stat()
+                except OSError:
+                    raise SubmissionCopyError(f"{rel}: broken symbolic link "
+                                              f"(-> {os.readlink(source)})") from None
+                if not stat.S_ISREG(st.st_mode):
+                    raise SubmissionCopyError(f"{rel}: symbolic link to a folder or special file is "
+                                              f"not allowed (-> {os.readlink(source)})")
+                source = target
+            elif not stat.S_ISREG(st.st_mode):
+                kind = ("FIFO" if stat.S_ISFIFO(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode)
+                        else "device file" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+                        else "special file")
+                raise SubmissionCopyError(f"{rel}: {kind} not allowed in a submission")
+            n_files += 1
+            n_bytes += st.st_size
+            if n_files > max_files:
+                raise SubmissionCopyError(f"{rel}: too many files (more than {max_files}); "
+                                          f"remove data sets, checkpoints or caches")
+            if n_bytes > max_bytes:
+                raise SubmissionCopyError(f"{rel}: the submission is larger than "
+                                          f"{_fmt_bytes(max_bytes)}; remove large files")
+            plan.append(("file", rel, source, 0o755 if st.st_mode & 0o100 else 0o644))
+
+    # Pass 2: copy. Files are opened without following links (the plan resolved links already).
+    dst.mkdir(parents=True, exist_ok=True)
+    os.chmod(dst, 0o755)
+    copied = 0
+    for kind, rel, source, mode in plan:
+        target = dst / rel
+        if kind == "dir":
+            target.mkdir()
+            os.chmod(target, 0o755)
+            continue
+        try:
+            fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError as e:
+            raise SubmissionCopyError(f"{rel}: cannot open ({e.strerror})") from None
+        with os.fdopen(fd, "rb") as fin:
+            st = os.fstat(fin.fileno())
+            # Changed under our feet (a folder on the way swapped for a link, a file for a FIFO)?
+            opened = os.readlink(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self/fd") else str(source)
+            if not stat.S_ISREG(st.st_mode) or not _under(opened, str(root)):
+                raise SubmissionCopyError(f"{rel}: changed while being copied")
+            with open(target, "xb") as fout:
+                remaining = max_bytes - copied
+                while chunk := fin.read(1 << 20):
+                    remaining -= len(chunk)
+                    if remaining < 0:
+                        raise SubmissionCopyError(f"{rel}: the submission is larger than "
+                                                  f"{_fmt_bytes(max_bytes)} (file grew while copying)")
+                    fout.write(chunk)
+                copied = max_bytes - remaining
+        os.chmod(target, mode)
+    for kind, rel, _, _ in plan:  # restore folder modes (mkdir may have been affected by umask)
+        if kind == "dir":
+            os.chmod(dst / rel, 0o755)
+    return CopySummary(files=n_files, bytes=n_bytes, skipped=skipped)

@@ -1,0 +1,116 @@
+"""The generate track's metric suite: the reference classifier on the samples, every metric of
+:mod:`harness.scoring.metrics.generative`, and the real-data statistics they compare against,
+computed once per machine and kept in the data cache (an atomic npz write, :func:`harness.data.cached_arrays`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness import data
+from harness.scoring import reference_classifier as reference
+from harness.scoring.metrics.copy_detection import PixelIndex, copy_rate, nearest_neighbour_distances
+from harness.scoring.metrics.generative import (COPY_QUANTILE, KID_SEED, KID_SUBSET_SIZE, KID_SUBSETS, METRIC_KEYS,
+                                                MIN_CLASS_SHARE, NEAREST_K, class_entropy, classes_covered,
+                                                classifier_score, frechet_distance, gaussian_statistics, kid,
+                                                kid_within_terms, kth_neighbour_sq_distances,
+                                                precision_recall_density_coverage)
+
+
+_context: dict[str, object] = {}  # this process's real-data statistics (see _real_context)
+
+
+def prepare_real_statistics() -> None:
+    """Fill the disk caches :func:`generative_metrics` reads (a few tens of seconds, once per
+    machine and reference classifier): test-set features and their Gaussian fit and k-NN radii,
+    the KID terms of the test subsets, the test-to-train pixel distances of the copy radius."""
+    _real_context()
+    _real_kid_within(KID_SUBSET_SIZE)
+
+
+def _real_context() -> dict[str, object]:
+    """Everything about the real data the suite reuses: computed once per process, cached on disk."""
+    if _context:
+        return _context
+
+    m = data.load_or_prepare()
+    probs, feats = reference.test_features()
+    mu, sigma = reference.test_feature_statistics()
+    sha = reference.REFERENCE_SHA256[:16]
+    radii = data.cached_arrays(
+        f"reference-{sha}-test-knn{NEAREST_K}-v2.npz",
+        lambda: {"radii_sq": kth_neighbour_sq_distances(feats, NEAREST_K)},
+        {"radii_sq": (len(feats),)})["radii_sq"]
+    data_key = data.SHA256["train_x"][:8] + data.SHA256["test_x"][:8]
+    nn = data.cached_arrays(
+        f"copy-test-to-train-{data_key}.npz",
+        lambda: {"distances": nearest_neighbour_distances(m.test_x, m.train_x)},
+        {"distances": (len(m.test_x),)})["distances"]
+    _context.update(
+        features=feats, mu=mu, sigma=sigma, radii_sq=radii, kid_within={},
+        copy_threshold=float(np.quantile(nn, COPY_QUANTILE)),
+        index=PixelIndex(m.train_x),
+    )
+    return _context
+
+
+def _real_kid_within(m: int) -> np.ndarray:
+    """The test features' within-set KID terms for subsets of ``m`` (cached on disk for m = 1000)."""
+    ctx = _real_context()
+    cache = ctx["kid_within"]
+    if m not in cache:
+        def compute():
+            return {"terms": kid_within_terms(ctx["features"], m, KID_SUBSETS, KID_SEED, stream=1)}
+
+        if m == KID_SUBSET_SIZE:
+            name = f"reference-{reference.REFERENCE_SHA256[:16]}-test-kid-m{m}-n{KID_SUBSETS}-s{KID_SEED}-v1.npz"
+            cache[m] = data.cached_arrays(name, compute, {"terms": (KID_SUBSETS,)})["terms"]
+        else:
+            cache[m] = compute()["terms"]
+    return cache[m]
+
+
+def generative_metrics(samples: np.ndarray) -> dict[str, float]:
+    """Score generated digits with the reference classifier: the generate track's metrics.
+
+    Real data is the canonical 10k test set (all of it, no subsampling): its features, their
+    Gaussian fit and their k-NN radii are computed once and cached (``data.cache_dir()``), as are
+    the test-to-train pixel distances behind the copy radius.
+
+    Args:
+        samples: float32 (N, 1, 28, 28) in [0, 1] (the spec's N is 10,000; N >= 6 works, but
+            the feature metrics are biased for small N: compare runs of equal N).
+
+    Returns:
+        dict with exactly the keys of :data:`METRIC_KEYS`: ``classifier_score``, ``fcd``,
+        ``kid_mean``, ``kid_std``, ``precision``, ``recall``, ``density``, ``coverage``,
+        ``class_entropy``, ``classes_covered`` (int), ``copy_rate``.
+    """
+
+    x = np.asarray(samples)
+    if x.ndim != 4 or x.shape[1:] != (1, 28, 28) or len(x) <= NEAREST_K:
+        raise ValueError(f"samples must have shape (N, 1, 28, 28) with N > {NEAREST_K}, found {x.shape}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise ValueError("samples must be finite")
+
+    ctx = _real_context()
+    probs, feats = reference.predict(x)
+    mu, sigma = gaussian_statistics(feats)
+    kid_mean, kid_std = kid(feats, ctx["features"], KID_SUBSETS, KID_SUBSET_SIZE, KID_SEED,
+                            b_within=_real_kid_within(min(KID_SUBSET_SIZE, len(feats))))
+    prdc = precision_recall_density_coverage(ctx["features"], feats, NEAREST_K, real_radii_sq=ctx["radii_sq"])
+    result = {
+        "classifier_score": classifier_score(probs),
+        "fcd": frechet_distance(mu, sigma, ctx["mu"], ctx["sigma"]),
+        "kid_mean": kid_mean,
+        "kid_std": kid_std,
+        "precision": prdc["precision"],
+        "recall": prdc["recall"],
+        "density": prdc["density"],
+        "coverage": prdc["coverage"],
+        "class_entropy": class_entropy(probs),
+        "classes_covered": classes_covered(probs, MIN_CLASS_SHARE),
+        "copy_rate": copy_rate(x, None, None, threshold=ctx["copy_threshold"], index=ctx["index"]),
+    }
+    assert tuple(result) == METRIC_KEYS
+    return result

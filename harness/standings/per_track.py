@@ -1,0 +1,99 @@
+"""Standings from the store, and their renderings: rich table, Markdown, CSV, JSON, HTML."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from harness.store import Run, Store
+from harness import tracks
+
+
+
+@dataclass
+class Row:
+    rank: int | None  # None for reference rows and failed runs
+    run: Run
+    score: float | None
+
+    @property
+    def is_reference(self) -> bool:
+        return self.run.kind != "submission"
+
+
+@dataclass
+class Standings:
+    track: str
+    profile: str
+    private: bool
+    rank_key: str
+    rows: list[Row] = field(default_factory=list)
+
+
+def rank_key(track: str, private: bool) -> str:
+    return tracks.get(track).ranked_by(private)
+
+
+def _score(run: Run, key: str) -> float | None:
+    value = run.metrics.get(key)
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def standings(store: Store, track: str, profile: str = "full", private: bool | None = None,
+              selection: str = "latest") -> Standings:
+    """One row per submission (and per reference row): its latest run, or its best OK run.
+
+    Ranked by the track's key (the public half until revealed; the private half after, or when
+    asked). Equal scores share a rank (1, 2, 2, 4). Reference rows are placed by score, unranked.
+    """
+    if private is None:
+        private = store.revealed
+    spec = tracks.get(track)
+    key = spec.ranked_by(private)
+    sign = 1 if spec.higher_is_better else -1
+    chosen: dict[tuple[str, str], Run] = {}
+    for run in store.runs(track=track, profile=profile):
+        ident = (run.kind, run.submission_id)
+        prev = chosen.get(ident)
+        if prev is None or selection == "latest":
+            chosen[ident] = run
+        elif selection == "best":  # by the public score, even after the reveal (as Kaggle's auto-selection)
+            s_new, s_old = _score(run, spec.rank_key), _score(prev, spec.rank_key)
+            if s_new is not None and (s_old is None or sign * s_new > sign * s_old):
+                chosen[ident] = run
+    scored = [(r, _score(r, key)) for r in chosen.values()]
+    ok = sorted([(r, s) for r, s in scored if r.status == "OK" and s is not None],
+                key=lambda rs: (-sign * rs[1], rs[0].submission_id))
+    rows, rank, prev_score, seen = [], 0, None, 0
+    for run, s in ok:
+        if run.kind == "submission":
+            seen += 1
+            if s != prev_score:
+                rank = seen
+            prev_score = s
+            rows.append(Row(rank, run, s))
+        else:
+            rows.append(Row(None, run, s))
+    failed = sorted([r for r, s in scored if not (r.status == "OK" and s is not None)], key=lambda r: r.submission_id)
+    rows += [Row(None, r, None) for r in failed]
+    return Standings(track, profile, private, key, rows)
+
+
+def columns(track: str, private: bool) -> list[tuple[str, str, str]]:
+    cols = list(tracks.get(track).columns)
+    if track == "classify":  # the headline accuracy column is the half the standings rank by
+        head = ("test_accuracy_private", "private acc", "{:.4f}") if private else ("test_accuracy_public", "public acc", "{:.4f}")
+        cols = [head] + [c for c in cols if c[0] != "test_accuracy" or private]
+    return cols
+
+
+
+
+
+
+
+
+
+
+
+
