@@ -106,6 +106,7 @@ EOF
     done
   fi
   "${pip[@]}" "setuptools$RUNTIME_SETUPTOOLS"
+  "$VENV/bin/python" -m harness.compat --install-pth   # a plain `import chainer` works in this venv too
   echo "$want" >"$STAMP"
   say "installed in $((SECONDS - started)) s"
 fi

@@ -21,5 +21,10 @@ PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
 # then build without isolation (and keep setuptools<81 at run time, Chainer imports it).
 .venv/bin/python -m pip install -q --upgrade pip "setuptools<81" wheel
 .venv/bin/python -m pip install -q --no-build-isolation -e ".[test]"
+# A plain `import chainer` (a student's script or notebook kernel) gets the harness's compat shims
+# first: Chainer 7.8.1 does not import under setuptools 80's distutils shim otherwise.
+.venv/bin/python -m harness.compat --install-pth >/dev/null
+.venv/bin/python -c "import chainer" || { echo "setup: import chainer still fails in .venv" >&2; exit 3; }
 .venv/bin/harness data >/dev/null
 echo "setup done: $(.venv/bin/harness --version), $(.venv/bin/python --version)"
+echo "the harness command: .venv/bin/harness (or run 'source .venv/bin/activate' once per shell, then: harness)"

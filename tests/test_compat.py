@@ -262,3 +262,22 @@ def test_gradient_clipping_scales_as_on_numpy_1():
     for name, p in model.namedparams():
         np.testing.assert_array_equal(p.grad, grads[name] * rate)
         assert p.grad.dtype == np.float32
+
+
+def test_plain_import_chainer_works_in_this_venv(tmp_path):
+    """A student's own script (no harness import, run from anywhere) imports Chainer and reads MNIST
+    offline: scripts/setup.sh installs the compat hook as a .pth file in the venv."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "student.py"
+    script.write_text(
+        "import chainer, chainer.functions as F, chainer.links as L\n"
+        "train, test = chainer.datasets.get_mnist()\n"
+        "model = L.Classifier(L.Linear(784, 10))\n"
+        "x, t = chainer.dataset.concat_examples(train[:5])\n"
+        "print(chainer.__version__, len(train), len(test), float(model(x, t).array) > 0)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
+    r = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["7.8.1", "60000", "10000", "True"]

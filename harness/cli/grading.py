@@ -20,7 +20,7 @@ from harness.competition import TRACKS
 from harness.grading.check import check_submission
 from harness.grading.grade import GradeOptions, grade_submission, resolve_device, results_json
 from harness.grading.jobs import options_for_slot, select_shard
-from harness.grading.scorer_rows import record_references
+from harness.grading.scorer_rows import ensure_references, record_references
 from harness.render.tables import fmt, render_rich
 from harness.scoring.tracks.generate_suite import prepare_real_statistics
 from harness.standings.per_track import columns, standings
@@ -145,6 +145,8 @@ def grade_paths(paths: list[Path], args, kind: str = "submission") -> int:
     highlight = {t.run_id for r in results for t in r.tracks.values() if t.run_id is not None}
     graded_tracks = [t for t in TRACKS if any(t in r.tracks and r.tracks[t].status != "SKIPPED" for r in results)]
     with Store(args.db_path) as store:
+        if kind == "submission":  # a fresh store shows its ceilings and floors beside the first grade
+            ensure_references(store, opts.competition, args.quick, tracks=graded_tracks, console=err)
         show_leaderboards(store, graded_tracks, "quick" if args.quick else "full", highlight,
                           selection=opts.competition["selection"])
     if getattr(args, "json", None):

@@ -156,8 +156,6 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_leaderboard(args) -> int:
-
-
     comp = competition_mod.load(args.config)
     tracks = args.track or list(TRACKS)
     private = True if args.private else None
@@ -171,8 +169,15 @@ def cmd_leaderboard(args) -> int:
     is_private = bool(args.private or revealed)
     if args.format == "table" and not args.output:
         if not shown:
-            console.print("the leaderboard is empty: grade something first (`harness baselines --quick`)")
-            return EXIT_OK
+            other = "full" if profile == "quick" else "quick"
+            with Store(args.db_path) as store:
+                elsewhere = [s for s in track_standings(store, comp, other, private) if s.track in tracks and s.rows]
+            if not elsewhere:
+                console.print("the leaderboard is empty: grade something first (`harness baselines --quick`)")
+                return EXIT_OK
+            flag = "`harness leaderboard --quick`" if other == "quick" else "`harness leaderboard` (no --quick)"
+            console.print(f"no {profile}-profile runs yet: showing the {other}-profile standings ({flag})")
+            shown, overall = elsewhere, None
         for st in shown:
             console.print(render_rich(st))
         if overall is not None and len(overall.tracks) >= 2:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
-from harness import __version__, data
+from harness import __version__, data, tracks as track_registry
 from harness.competition import TRACKS, Competition
 from harness.store import Run, Store
 from harness.grading.grade import versions
@@ -18,8 +17,7 @@ def record_references(store: Store, comp: Competition, quick: bool, console=None
     mnist = data.load()
     runs = []
     for track in tracks:
-        module = importlib.import_module(f"harness.scoring.tracks.{track}")
-        fn = getattr(module, "reference_rows", None)
+        fn = getattr(track_registry.get(track).scorer_module(), "reference_rows", None)
         if fn is None:
             continue
         ctx = ScoringContext(mnist, comp, quick, comp.seed, Path(store.path).parent / "artifacts" / f"reference-{track}")
@@ -31,3 +29,11 @@ def record_references(store: Store, comp: Competition, quick: bool, console=None
                       seed=comp.seed, isolation="scorer", harness_version=__version__, versions=versions())
             runs.append(store.add(run))
     return runs
+
+
+def ensure_references(store: Store, comp: Competition, quick: bool, tracks=TRACKS, console=None) -> list[Run]:
+    """Record the reference rows of the tracks whose store has none for this profile yet, so every
+    store shows its ceilings and floors from the first grade on (SPEC: sanity rows)."""
+    profile = "quick" if quick else "full"
+    missing = [t for t in tracks if not any(r.kind == "reference" for r in store.runs(track=t, profile=profile))]
+    return record_references(store, comp, quick, console=console, tracks=missing) if missing else []
