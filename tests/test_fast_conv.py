@@ -49,13 +49,28 @@ def run(fn, arrays, with_bias, gy_seed=1):
     return [y.array] + [v.grad for v in vs] + ([] if with_bias else [None])
 
 
-def both(fn, arrays, with_bias):
+# The code paths the tuning knobs select: each random case runs through all of them.
+MODES = {
+    "default": {},
+    # channels-last im2col for every groups=1 convolution, one image per chunk
+    "nhwc-chunk1": dict(NHWC_MIN_CHANNELS=1, CHUNK_BYTES=1),
+    # channels-first im2col, col2im for every deconvolution, a few images per chunk (and a remainder)
+    "nchw-col2im-chunk": dict(NHWC_MIN_CHANNELS=10**9, STRIDE1_DECONV_AS_CONV=False, CHUNK_BYTES=3000),
+}
+
+
+def both(fn, arrays, with_bias, monkeypatch=None, mode="default"):
     with fast_conv.enabled(False):
         stock = run(fn, arrays, with_bias)
     with fast_conv.enabled(True):
+        if monkeypatch is not None:
+            for name, value in MODES[mode].items():
+                monkeypatch.setattr(fast_conv, name, value)
         fast_conv.reset_stats()
         fast = run(fn, arrays, with_bias)
         counts = fast_conv.stats()
+        if monkeypatch is not None:
+            monkeypatch.undo()
     return stock, fast, counts
 
 
@@ -64,7 +79,7 @@ def random_conv_cases(count, seed):
     cases = []
     while len(cases) < count:
         g = int(rng.choice([1, 1, 2, 3]))
-        c, o = g * int(rng.integers(1, 4)), g * int(rng.integers(1, 4))
+        c, o = g * int(rng.choice([1, 2, 3, 13])), g * int(rng.integers(1, 4))
         kh, kw = int(rng.integers(1, 5)), int(rng.integers(1, 5))
         sy, sx = int(rng.integers(1, 4)), int(rng.integers(1, 4))
         ph, pw = int(rng.integers(0, 3)), int(rng.integers(0, 3))
@@ -96,12 +111,13 @@ CONV_CASES = random_conv_cases(40, seed=13)
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "{n}x{c}x{h}x{w}-o{o}-k{k}-s{s}-p{p}-d{d}-g{g}-ca{cover_all}-b{bias}-{dt}".format(
     dt=np.dtype(c["dtype"]).name, **c).replace(" ", ""))
-def test_convolution_2d_matches_chainer(case):
+@pytest.mark.parametrize("mode", MODES)
+def test_convolution_2d_matches_chainer(case, mode, monkeypatch):
     def fn(x, W, b=None):
         return F.convolution_2d(x, W, b, stride=case["s"], pad=case["p"], cover_all=case["cover_all"],
                                 dilate=case["d"], groups=case["g"])
 
-    stock, fast, counts = both(fn, conv_arrays(case), case["bias"])
+    stock, fast, counts = both(fn, conv_arrays(case), case["bias"], monkeypatch, mode)
     for name, a, e in zip(("y", "gx", "gW", "gb"), fast, stock):
         if e is not None:
             close(a, e, case["dtype"], name)
@@ -139,7 +155,8 @@ DECONV_CASES = random_deconv_cases(40, seed=31)
 
 @pytest.mark.parametrize("case", DECONV_CASES, ids=lambda c: "{n}x{cin}x{h}x{w}-o{cout}-k{k}-s{s}-p{p}-d{d}-g{g}-out{outsize}-b{bias}-{dt}".format(
     dt=np.dtype(c["dtype"]).name, **c).replace(" ", ""))
-def test_deconvolution_2d_matches_chainer(case):
+@pytest.mark.parametrize("mode", MODES)
+def test_deconvolution_2d_matches_chainer(case, mode, monkeypatch):
     rng = np.random.default_rng(0)
     dt = case["dtype"]
     x = rng.standard_normal((case["n"], case["cin"], case["h"], case["w"])).astype(dt)
@@ -151,7 +168,7 @@ def test_deconvolution_2d_matches_chainer(case):
         return F.deconvolution_2d(x, W, b, stride=case["s"], pad=case["p"], outsize=case["outsize"],
                                   dilate=case["d"], groups=case["g"])
 
-    stock, fast, counts = both(fn, arrays, case["bias"])
+    stock, fast, counts = both(fn, arrays, case["bias"], monkeypatch, mode)
     for name, a, e in zip(("y", "gx", "gW", "gb"), fast, stock):
         if e is not None:
             close(a, e, dt, name)

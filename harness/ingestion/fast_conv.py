@@ -56,13 +56,20 @@ from chainer.utils import conv as _conv  # noqa: E402
 NAME = "harness-fast-conv"
 STOCK = "chainer"
 
-# Bytes of im2col (or col2im) buffer filled per chunk of images: small enough to stay in cache,
-# large enough that each matrix product is big (measured on the 2-core CI machine: 4-16 MiB best).
-CHUNK_BYTES = 8 << 20
+# Bytes of im2col (or col2im) buffer filled per chunk of images: small enough to stay in cache
+# (2 MiB of L2 per core here), large enough that each matrix product is big. Measured on the 2-core
+# machine (bench/bench_conv.py --ops --chunks 1,2,4,8,16,32): 1-4 MiB best, 1 GiB (no chunking)
+# 1.5-2x slower on 28x28x32 layers.
+CHUNK_BYTES = 4 << 20
 
 # Stride-1 deconvolutions (the input gradient of every stride-1 convolution) as a convolution with
 # the flipped kernel rather than product + col2im (measured faster: bench/bench_conv.py --ops).
 STRIDE1_DECONV_AS_CONV = True
+
+# Convolutions (groups=1) of at least this many input channels build their im2col channels-last
+# (contiguous runs of C values, then a (pixels, K) @ (K, O) product); fewer channels gather better
+# channels-first (runs of a row). Measured: C=16 and more 20-40% faster channels-last, C<=8 slower.
+NHWC_MIN_CHANNELS = 12
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _lock = threading.Lock()
@@ -98,6 +105,42 @@ def _im2col_view(x, kh, kw, sy, sx, ph, pw, dy, dx, oh, ow):
                       writeable=False)
 
 
+def _im2col_view_nhwc(x, kh, kw, sy, sx, ph, pw, dy, dx, oh, ow):
+    """A (N, oh, ow, kh, kw, C) view of a zero-padded channels-last copy of ``x``."""
+    n, c, h, w = x.shape
+    need_h = (kh - 1) * dy + (oh - 1) * sy + 1
+    need_w = (kw - 1) * dx + (ow - 1) * sx + 1
+    xp = np.zeros((n, max(need_h, 1), max(need_w, 1), c), dtype=x.dtype)
+    hh, ww = min(h, need_h - ph), min(w, need_w - pw)
+    if hh > 0 and ww > 0:
+        xp[:, ph:ph + hh, pw:pw + ww, :] = x[:, :, :hh, :ww].transpose(0, 2, 3, 1)
+    s0, s1, s2, s3 = xp.strides
+    return as_strided(xp, (n, oh, ow, kh, kw, c), (s0, s1 * sy, s2 * sx, s1 * dy, s2 * dx, s3),
+                      writeable=False)
+
+
+def _conv2d_forward_nhwc(x, W, b, sy, sx, ph, pw, dy, dx, oh, ow):
+    """groups=1, many channels: im2col rows are (kh, kw, C) runs of C contiguous values, and the
+    product is (images*oh*ow, K) @ (K, O), the faster orientation for OpenBLAS when O is small."""
+    n, c, h, w = x.shape
+    o, _, kh, kw = W.shape
+    cols = _im2col_view_nhwc(x, kh, kw, sy, sx, ph, pw, dy, dx, oh, ow)
+    k, p = c * kh * kw, oh * ow
+    wt = np.ascontiguousarray(W.transpose(2, 3, 1, 0), dtype=x.dtype).reshape(k, o)
+    y = np.empty((n, o, p), dtype=x.dtype)
+    step = _images_per_chunk(k * p * x.itemsize, n)
+    buf = np.empty(k * min(step, n) * p, dtype=x.dtype)
+    for n0 in range(0, n, step):
+        m = min(step, n - n0)
+        col = buf[:k * m * p]
+        np.copyto(col.reshape(m, oh, ow, kh, kw, c), cols[n0:n0 + m])
+        yy = np.dot(col.reshape(m * p, k), wt)  # (m*p, o)
+        if b is not None:
+            yy += b
+        y[n0:n0 + m] = yy.reshape(m, p, o).transpose(0, 2, 1)
+    return y.reshape(n, o, oh, ow)
+
+
 def conv2d_forward(x, W, b=None, stride=1, pad=0, dilate=1, groups=1, cover_all=False):
     """``F.convolution_2d(x, W, b, ...)`` on NumPy arrays: (N, C, H, W) -> (N, O, oh, ow)."""
     (sy, sx), (ph, pw), (dy, dx) = _pair(stride), _pair(pad), _pair(dilate)
@@ -106,6 +149,8 @@ def conv2d_forward(x, W, b=None, stride=1, pad=0, dilate=1, groups=1, cover_all=
     g = groups
     oh = _conv.get_conv_outsize(h, kh, sy, ph, cover_all=cover_all, d=dy)
     ow = _conv.get_conv_outsize(w, kw, sx, pw, cover_all=cover_all, d=dx)
+    if g == 1 and c >= NHWC_MIN_CHANNELS:
+        return _conv2d_forward_nhwc(x, W, b, sy, sx, ph, pw, dy, dx, oh, ow)
     cols = _im2col_view(x, kh, kw, sy, sx, ph, pw, dy, dx, oh, ow)
     k, p = c * kh * kw, oh * ow
     w3 = np.ascontiguousarray(W, dtype=x.dtype).reshape(g, o // g, cg * kh * kw)
@@ -160,8 +205,11 @@ def deconv2d_forward(x, W, b=None, stride=1, pad=0, outsize=None, dilate=1, grou
     else:
         outh, outw = outsize
     qh, qw = dy * (kh - 1) - ph, dx * (kw - 1) - pw
-    if STRIDE1_DECONV_AS_CONV and sy == sx == 1 and qh >= 0 and qw >= 0:
-        # A stride-1 transposed convolution is the convolution with the flipped, transposed kernel.
+    if (STRIDE1_DECONV_AS_CONV and sy == sx == 1 and qh >= 0 and qw >= 0
+            and cin * outh * outw <= 1.5 * cout * h * w):
+        # A stride-1 transposed convolution is the convolution with the flipped, transposed kernel:
+        # cheaper than col2im unless it has many more input than output channels (its im2col is
+        # cin*kh*kw per output pixel, col2im's product cout*kh*kw per input pixel plus kh*kw adds).
         wc = W.reshape(g, cig, cog, kh, kw).transpose(0, 2, 1, 3, 4).reshape(cout, cig, kh, kw)
         y = conv2d_forward(x, wc[:, :, ::-1, ::-1], b, 1, (qh, qw), (dy, dx), g)
         if y.shape[2:] == (outh, outw):
@@ -219,7 +267,7 @@ def _fallback(cls, node, inputs):
 
 def _conv_forward_cpu(self, inputs):
     cls = _c2d.Convolution2DFunction
-    if self.cudnn_fast or not _covered(inputs, getattr(self, "input_layouts", None)):
+    if self.cudnn_fast or not _covered(inputs, self._input_layouts):
         return _fallback(cls, self, inputs)
     x, W = inputs[0], inputs[1]
     b = inputs[2] if len(inputs) == 3 else None
@@ -255,7 +303,7 @@ def _grad_w_forward_cpu(self, inputs):
 
 def _deconv_forward_cpu(self, inputs):
     cls = _d2d.Deconvolution2DFunction
-    if not _covered(inputs, getattr(self, "input_layouts", None)):
+    if not _covered(inputs, self._input_layouts):
         return _fallback(cls, self, inputs)
     x, W = inputs[0], inputs[1]
     b = inputs[2] if len(inputs) == 3 else None
