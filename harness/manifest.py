@@ -6,7 +6,9 @@ found; :class:`ManifestError` carries all of them at once so a student fixes eve
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -17,6 +19,10 @@ from harness import tracks
 from harness.competition import TRACKS
 
 MANIFEST_NAME = "submission.yaml"
+MAX_MANIFEST_BYTES = 64 << 10   # a manifest is a few hundred bytes; read no more than this
+MAX_NAME_CHARS = 200            # the author's name, as shown on leaderboards
+SHOW_CHARS = 120                # a student's value quoted in a problem is cut to this many characters
+SUBMISSION_ROOTS = ("submissions", "baselines")
 
 # role keys naming classes, per track (SPEC, Submission contract)
 SETTING_KEYS = ("epochs", "batch_size", "optimizer", "optimizer_args", "weights", "train")
@@ -26,6 +32,89 @@ OPTIMIZERS = (
     "AdaDelta", "AdaGrad", "Adam", "AdamW", "AMSGrad", "AdaBound", "AMSBound", "CorrectedMomentumSGD",
     "MomentumSGD", "MSVAG", "NesterovAG", "RMSprop", "RMSpropGraves", "SGD", "SMORMS3",
 )
+
+
+def _show(value, quote: bool = True) -> str:
+    """A student's value for a problem line: its repr (or str), cut to SHOW_CHARS characters."""
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= SHOW_CHARS else text[:SHOW_CHARS] + f"... ({len(text)} characters)"
+
+
+class AliasRefused(yaml.composer.ComposerError):
+    pass
+
+
+class NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing anchors (&a) and aliases (*a): a few hundred bytes of nested
+    aliases (a "billion laughs") would otherwise expand to gigabytes in the grading process."""
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise AliasRefused(
+                None, None, f"anchors (&name) and aliases (*name) are not allowed in {MANIFEST_NAME}; "
+                            f"write each value out in full", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def parse_yaml(path: Path, max_bytes: int = MAX_MANIFEST_BYTES):
+    """The YAML document in ``path``: a regular file of at most ``max_bytes``, UTF-8, no anchors or
+    aliases, nesting bounded. Raises ManifestError with one line naming the file and the problem.
+    ``harness check`` and ``harness grade`` both read manifests through here."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ManifestError([f"{path}: cannot be opened ({exc.strerror})"])
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ManifestError([f"{path}: not a regular file"])
+        if st.st_size > max_bytes:
+            raise ManifestError([f"{path}: {st.st_size:,} bytes, more than the {max_bytes:,} allowed "
+                                 f"(a manifest names classes and settings; keep data out of it)"])
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ManifestError([f"{path}: more than the {max_bytes:,} bytes allowed"])
+    try:
+        return yaml.load(data.decode("utf-8"), Loader=NoAliasLoader)
+    except UnicodeDecodeError:
+        raise ManifestError([f"{path}: not UTF-8 text"])
+    except RecursionError:
+        raise ManifestError([f"{path}: nested too deeply to be a manifest (expected name: and track sections)"])
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        if isinstance(exc, AliasRefused):
+            raise ManifestError([f"{path}{at}: {exc.problem}"])
+        raise ManifestError([f"{path}: not valid YAML{at}: {_show(getattr(exc, 'problem', None) or exc, quote=False)}"])
+
+
+def submission_root(path: str | os.PathLike) -> Path | None:
+    """The submissions root of a submission folder: its nearest ancestor named ``submissions`` (or
+    ``baselines``), or None when it has none."""
+    resolved = Path(path).resolve()
+    return next((p for p in resolved.parents if p.name in SUBMISSION_ROOTS), None)
+
+
+def submission_id(path: str | os.PathLike) -> str:
+    """A submission's id: its path relative to the submissions root (``submissions/team2/good`` ->
+    ``team2/good``); the folder's name for a folder outside any submissions root."""
+    resolved = Path(path).resolve()
+    root = submission_root(resolved)
+    return resolved.relative_to(root).as_posix() if root else resolved.name
+
+
+def same_submission(stored_path: str, path: str | os.PathLike) -> bool:
+    """Whether a run stored from ``stored_path`` was graded from the folder ``path``: the same resolved
+    folder, or (a clone or CI checkout of the course) the same path relative to a submissions root."""
+    here = Path(path).resolve()
+    there = Path(stored_path)
+    if (there if there.is_absolute() else there.resolve()) == here:
+        return True
+    parts = there.parts
+    roots = [i for i, part in enumerate(parts[:-1]) if part in SUBMISSION_ROOTS]
+    return bool(roots) and submission_root(here) is not None and \
+        "/".join(parts[roots[-1] + 1:]) == submission_id(here)
 
 
 class ManifestError(ValueError):
@@ -71,14 +160,14 @@ def _inside(root: Path, rel: str) -> bool:
 
 def _positive_int(value, where: str, problems: list[str]) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        problems.append(f"{where}: expected a positive integer, found {value!r}")
+        problems.append(f"{where}: expected a positive integer, found {_show(value)}")
         return None
     return value
 
 
 def _class_ref(value, where: str, root: Path, problems: list[str]) -> ClassRef | None:
     if not isinstance(value, str) or not CLASS_REF.match(value.strip()):
-        problems.append(f"{where}: expected 'file.py:Name' (e.g. 'model.py:Classifier'), found {value!r}")
+        problems.append(f"{where}: expected 'file.py:Name' (e.g. 'model.py:Classifier'), found {_show(value)}")
         return None
     m = CLASS_REF.match(value.strip())
     if not _inside(root, m["file"]):
@@ -97,7 +186,7 @@ def _track(track: str, section, where: str, root: Path, problems: list[str]) -> 
     known = tracks.get(track).roles + SETTING_KEYS
     for key in section:
         if key not in known:
-            problems.append(f"{where}.{key}: unknown key (known keys for {track}: {', '.join(known)})")
+            problems.append(f"{where}.{_show(key, quote=False)}: unknown key (known keys for {track}: {', '.join(known)})")
     classes = {}
     for role in tracks.get(track).roles:
         if role not in section:
@@ -115,7 +204,7 @@ def _track(track: str, section, where: str, root: Path, problems: list[str]) -> 
         opt = section["optimizer"]
         if opt not in OPTIMIZERS:
             problems.append(f"{where}.optimizer: expected a class in chainer.optimizers "
-                            f"({', '.join(OPTIMIZERS)}), found {opt!r}")
+                            f"({', '.join(OPTIMIZERS)}), found {_show(opt)}")
         else:
             spec.optimizer = opt
     if "optimizer_args" in section:
@@ -123,15 +212,15 @@ def _track(track: str, section, where: str, root: Path, problems: list[str]) -> 
         if args is None:
             args = {}
         if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
-            problems.append(f"{where}.optimizer_args: expected a mapping like {{alpha: 0.001}}, found {args!r}")
+            problems.append(f"{where}.optimizer_args: expected a mapping like {{alpha: 0.001}}, found {_show(args)}")
         elif not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in args.values()):
-            problems.append(f"{where}.optimizer_args: expected numbers as values, found {args!r}")
+            problems.append(f"{where}.optimizer_args: expected numbers as values, found {_show(args)}")
         else:
             spec.optimizer_args = dict(args)
     if "weights" in section:
         w = section["weights"]
         if not isinstance(w, str) or not w.endswith(".npz"):
-            problems.append(f"{where}.weights: expected a relative path to an .npz file, found {w!r}")
+            problems.append(f"{where}.weights: expected a relative path to an .npz file, found {_show(w)}")
         elif not _inside(root, w):
             problems.append(f"{where}.weights: '{w}' must be a path inside the submission folder")
         elif not (root / w).is_file():
@@ -151,24 +240,20 @@ def load(submission_dir: str | Path) -> Manifest:
         raise ManifestError([f"{root}: not a folder (expected a submission folder holding {MANIFEST_NAME})"])
     if not path.is_file():
         raise ManifestError([f"{path}: missing (copy submissions/_template/ and fill it in)"])
-    try:
-        text = path.read_text(encoding="utf-8")
-        raw = yaml.safe_load(text)
-    except UnicodeDecodeError:
-        raise ManifestError([f"{path}: not UTF-8 text"])
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ManifestError([f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}"])
+    raw = parse_yaml(path)
     if not isinstance(raw, dict):
         raise ManifestError([f"{path}: expected a mapping with 'name' and tracks, found {type(raw).__name__}"])
     problems: list[str] = []
     for key in raw:
         if key not in TOP_KEYS:
-            problems.append(f"{path}: {key}: unknown key (known: {', '.join(TOP_KEYS)})")
+            problems.append(f"{path}: {_show(key, quote=False)}: unknown key (known: {', '.join(TOP_KEYS)})")
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
-        problems.append(f"{path}: name: expected the author's name as text, found {name!r}")
+        problems.append(f"{path}: name: expected the author's name as text, found {_show(name)}")
+        name = root.name
+    elif len(name.strip()) > MAX_NAME_CHARS:
+        problems.append(f"{path}: name: {len(name.strip())} characters, at most {MAX_NAME_CHARS} allowed "
+                        f"(found {_show(name)})")
         name = root.name
     tracks = {}
     for track in TRACKS:

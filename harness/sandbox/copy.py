@@ -28,38 +28,57 @@ DEFAULT_EXCLUDE = (".git", ".hg", ".svn", "__pycache__", ".ipynb_checkpoints", "
                    ".pytest_cache", ".venv", "venv")
 
 
-def copy_submission(src: str | os.PathLike, dst: str | os.PathLike, *, max_bytes: int = 256 << 20,
-                    max_files: int = 2000, exclude: Iterable[str] = DEFAULT_EXCLUDE) -> CopySummary:
-    """Copy the submission tree ``src`` to the new folder ``dst`` (which must not exist or be empty).
+MAX_BYTES = 256 << 20   # the whole submission
+MAX_FILES = 2000        # regular files (links to files count as files)
+MAX_ENTRIES = 5000      # files, folders and skipped folders: a folder of a million empty folders is refused
+MAX_DEPTH = 32          # folders inside folders
 
-    Regular files and folders are copied; folders named in ``exclude`` are skipped. A symbolic link
-    is copied as a regular file when it resolves to a regular file inside ``src``; a link pointing
-    outside ``src``, to a folder, or nowhere is refused, and so are device files, FIFOs and sockets.
-    More than ``max_files`` files or ``max_bytes`` bytes in all is refused. The copy is readable by
-    everyone (folders 0755, files 0644 or 0755), so the sandbox uid can read it.
-    Raises SubmissionCopyError naming the offending path (relative to ``src``).
-    """
+
+@dataclass
+class SubmissionTree:
+    """What a scan found: the root, and the folders and files to copy or hash, in a stable order."""
+    root: Path
+    plan: list[tuple[str, Path, Path | None, int]]  # (kind "dir"|"file", rel, source file, mode)
+    files: int
+    bytes: int
+    skipped: list[str]
+
+    def file_entries(self):
+        """(relative posix path, source path) of every file, sorted by relative path."""
+        return sorted((rel.as_posix(), source) for kind, rel, source, _ in self.plan if kind == "file")
+
+
+def scan_submission(src: str | os.PathLike, *, max_bytes: int = MAX_BYTES, max_files: int = MAX_FILES,
+                    max_entries: int = MAX_ENTRIES, max_depth: int = MAX_DEPTH,
+                    exclude: Iterable[str] = DEFAULT_EXCLUDE) -> SubmissionTree:
+    """Check the tree ``src`` against every limit from metadata alone (lstat: kind, st_size), reading
+    no file: an iterative walk (no recursion), at most ``max_depth`` folders deep, ``max_entries``
+    entries, ``max_files`` files and ``max_bytes`` bytes (by st_size, so a sparse file that claims
+    32 GiB is refused without a read). Links are resolved as :func:`copy_submission` documents.
+    Raises SubmissionCopyError naming the offending path (relative to ``src``)."""
     src = Path(src)
     if not src.is_dir():
         raise SubmissionCopyError(f"{src}: not a folder")
     root = src.resolve()
-    dst = Path(dst)
-    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
-        raise SubmissionCopyError(f"{dst}: destination exists and is not an empty folder")
     exclude = set(exclude)
-
-    # Pass 1: validate and plan, touching nothing.
-    plan: list[tuple[str, Path, Path | None, int]] = []  # (kind, rel, source file, mode)
-    n_files = 0
-    n_bytes = 0
+    plan: list[tuple[str, Path, Path | None, int]] = []
+    n_files = n_bytes = n_entries = 0
     skipped: list[str] = []
     stack = [Path(".")]
     while stack:
         rel_dir = stack.pop()
+        entries = []
         try:
-            entries = sorted(os.scandir(root / rel_dir), key=lambda e: e.name)
+            with os.scandir(root / rel_dir) as it:
+                for entry in it:
+                    n_entries += 1
+                    if n_entries > max_entries:
+                        raise SubmissionCopyError(f"{rel_dir / entry.name}: too many files and folders (more "
+                                                  f"than {max_entries}); remove data sets, checkpoints or caches")
+                    entries.append(entry)
         except OSError as e:
             raise SubmissionCopyError(f"{rel_dir}: cannot read folder ({e.strerror})") from None
+        entries.sort(key=lambda e: e.name)
         for entry in entries:
             rel = rel_dir / entry.name
             st = entry.stat(follow_symlinks=False)
@@ -67,6 +86,9 @@ def copy_submission(src: str | os.PathLike, dst: str | os.PathLike, *, max_bytes
                 if entry.name in exclude:
                     skipped.append(str(rel))
                     continue
+                if len(rel.parts) >= max_depth:
+                    raise SubmissionCopyError(f"{_short(rel)}: folders nested more than {max_depth} deep; "
+                                              f"flatten the submission")
                 plan.append(("dir", rel, None, 0o755))
                 stack.append(rel)
                 continue
@@ -78,15 +100,15 @@ def copy_submission(src: str | os.PathLike, dst: str | os.PathLike, *, max_bytes
                 except ValueError:
                     raise SubmissionCopyError(
                         f"{rel}: symbolic link pointing outside the submission "
-                        f"(-> {os.readlink(source)}); copy the file in instead") from None
+                        f"(-> {_short(os.readlink(source))}); copy the file in instead") from None
                 try:
                     st = target.stat()
                 except OSError:
                     raise SubmissionCopyError(f"{rel}: broken symbolic link "
-                                              f"(-> {os.readlink(source)})") from None
+                                              f"(-> {_short(os.readlink(source))})") from None
                 if not stat.S_ISREG(st.st_mode):
                     raise SubmissionCopyError(f"{rel}: symbolic link to a folder or special file is "
-                                              f"not allowed (-> {os.readlink(source)})")
+                                              f"not allowed (-> {_short(os.readlink(source))})")
                 source = target
             elif not stat.S_ISREG(st.st_mode):
                 kind = ("FIFO" if stat.S_ISFIFO(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode)
@@ -99,9 +121,40 @@ def copy_submission(src: str | os.PathLike, dst: str | os.PathLike, *, max_bytes
                 raise SubmissionCopyError(f"{rel}: too many files (more than {max_files}); "
                                           f"remove data sets, checkpoints or caches")
             if n_bytes > max_bytes:
-                raise SubmissionCopyError(f"{rel}: the submission is larger than "
-                                          f"{_fmt_bytes(max_bytes)}; remove large files")
+                sparse = (f" ({_fmt_bytes(st.st_blocks * 512)} on disk: a sparse file)"
+                          if st.st_blocks * 512 < st.st_size // 2 else "")
+                raise SubmissionCopyError(f"{rel}: the submission is larger than {_fmt_bytes(max_bytes)} (this file: "
+                                          f"{_fmt_bytes(st.st_size)}{sparse}); remove large files")
             plan.append(("file", rel, source, 0o755 if st.st_mode & 0o100 else 0o644))
+    return SubmissionTree(root, plan, n_files, n_bytes, skipped)
+
+
+def _short(text, limit: int = 200) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+def copy_submission(src: str | os.PathLike, dst: str | os.PathLike, *, max_bytes: int = MAX_BYTES,
+                    max_files: int = MAX_FILES, exclude: Iterable[str] = DEFAULT_EXCLUDE,
+                    tree: SubmissionTree | None = None) -> CopySummary:
+    """Copy the submission tree ``src`` to the new folder ``dst`` (which must not exist or be empty).
+
+    Regular files and folders are copied; folders named in ``exclude`` are skipped. A symbolic link
+    is copied as a regular file when it resolves to a regular file inside ``src``; a link pointing
+    outside ``src``, to a folder, or nowhere is refused, and so are device files, FIFOs and sockets.
+    More than ``max_files`` files or ``max_bytes`` bytes in all, more than MAX_ENTRIES entries or
+    MAX_DEPTH levels of folders is refused (:func:`scan_submission`, before anything is read; pass
+    its ``tree`` to skip the second scan). The copy is readable by everyone (folders 0755, files
+    0644 or 0755), so the sandbox uid can read it.
+    Raises SubmissionCopyError naming the offending path (relative to ``src``).
+    """
+    dst = Path(dst)
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+        raise SubmissionCopyError(f"{dst}: destination exists and is not an empty folder")
+    # Pass 1: validate and plan, touching nothing.
+    if tree is None:
+        tree = scan_submission(src, max_bytes=max_bytes, max_files=max_files, exclude=exclude)
+    root, plan, n_files, n_bytes, skipped = tree.root, tree.plan, tree.files, tree.bytes, tree.skipped
 
     # Pass 2: copy. Files are opened without following links (the plan resolved links already).
     dst.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 DEFAULT_DB = Path("leaderboard") / "leaderboard.db"
+MAX_MESSAGE_CHARS = 2000  # a run's message (student text: errors, manifest problems) is cut to this
+
+
+def clip_text(text, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` as a string of at most about ``limit`` characters: what a student controls (a message,
+    an error, a name) is cut before it is printed or stored, saying how much was cut."""
+    text = text if isinstance(text, str) else str(text)
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f" ... [{len(text) - limit:,} more characters cut]"
 SCHEMA_VERSION = 1
 
 SCHEMA = """
@@ -124,6 +134,7 @@ class Store:
 
     def add(self, run: Run) -> Run:
         """Insert a run (ignored if its run_uid is already stored); returns it with its id."""
+        run.message, run.name = clip_text(run.message), clip_text(run.name, 200)
         d = run.as_json()
         for key in JSON_COLUMNS:
             d[key] = json.dumps(d[key], sort_keys=True)

@@ -1,6 +1,7 @@
 """``harness merge``: import runs into a store from ``--json`` result files (or other stores), each exactly once.
 
-Every run is keyed by its ``run_uid`` (the store's UNIQUE column): a file merged twice, or the same run
+A run whose submission id is already stored for another folder is refused (``MergeReport.refused``),
+as ``harness grade`` refuses it. Every run is keyed by its ``run_uid`` (the store's UNIQUE column): a file merged twice, or the same run
 arriving through two files, adds it once. Result files written before ``run_uid`` was part of the JSON
 get a deterministic uid from a hash of the run's content, so merging them twice is harmless too.
 SKIPPED tracks are not runs and are not imported. Artifacts (sample grids, curves, logs) that exist
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.competition import TRACKS
+from harness.manifest import same_submission
 from harness.store import Run, Store
 
 
@@ -29,6 +31,7 @@ class MergeReport:
     added: int = 0
     present: int = 0
     skipped: int = 0
+    refused: list[str] = field(default_factory=list)  # runs whose id belongs to another folder in the store
     per_file: dict[str, tuple[int, int]] = field(default_factory=dict)  # file -> (added, already present)
 
 
@@ -93,6 +96,19 @@ def _copy_artifacts(run: Run, source: Path | None, store: Store) -> None:
     run.artifacts = new
 
 
+def _identity_owner(store: Store, run: Run) -> str | None:
+    """The path of another folder that owns ``run``'s id in ``store`` (SPEC: another folder claiming a
+    stored id is refused, never merged into that row), or None. Runs of the same path relative to a
+    submissions root (a CI checkout of the course, another clone) are the same submission."""
+    if not run.path:
+        return None
+    for other in store.runs(submission_id=run.submission_id):
+        if other.kind == run.kind and other.path and other.path != run.path \
+                and not same_submission(other.path, run.path):
+            return other.path
+    return None
+
+
 def _is_sqlite(path: Path) -> bool:
     try:
         with open(path, "rb") as f:
@@ -131,6 +147,11 @@ def merge_files(paths, store: Store) -> MergeReport:
         for run in runs:
             if store.db.execute("SELECT 1 FROM runs WHERE run_uid = ?", (run.run_uid,)).fetchone():
                 present += 1
+                continue
+            owner = _identity_owner(store, run)
+            if owner is not None:
+                report.refused.append(f"{path}: {run.track} run of '{run.submission_id}' from {run.path} refused: "
+                                      f"that id already belongs to {owner}")
                 continue
             _copy_artifacts(run, path, store)
             before = store.db.total_changes
