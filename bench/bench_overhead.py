@@ -1,0 +1,89 @@
+"""The harness's own overhead on a real grade (target: <= 1.1x a bare Chainer loop doing the same work).
+
+    python bench/bench_overhead.py [--epochs 2] [--repeat 2]
+
+Reference: a bare Chainer loop in a fresh Python process (the same course MLP, Adam, batch 100,
+seeded shuffles over the 60k training images, then eval-mode logits of the 60k training and 10k test
+images, as the harness's classify track does). Measured: `harness grade baselines/course-mlp
+--track classify` with the same epochs (a scratch store and competition file), sandbox, transfer,
+scoring, store and rendering included. Both are whole processes timed from outside, alternated,
+best of --repeat; the ratio is what the issue's target is about.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BARE_LOOP = r'''
+import sys, numpy as np
+import chainer, chainer.functions as F
+from chainer import optimizers
+sys.path.insert(0, "{root}/baselines/course-mlp")
+from classifier import CourseMLP
+from harness import data
+m = data.load()
+x = (m.train_x.reshape(-1, 1, 28, 28).astype(np.float32) / 255.0)
+t = m.train_y.astype(np.int32)
+xt = (m.test_x.reshape(-1, 1, 28, 28).astype(np.float32) / 255.0)
+model = CourseMLP()
+opt = optimizers.Adam(alpha=0.001); opt.setup(model)
+rng = np.random.default_rng(0)
+for epoch in range({epochs}):
+    order = rng.permutation(len(x))
+    for i in range(0, len(x), 100):
+        idx = order[i:i + 100]
+        loss = F.softmax_cross_entropy(model(x[idx]), t[idx])
+        model.cleargrads(); loss.backward(); opt.update()
+with chainer.using_config("train", False), chainer.no_backprop_mode():
+    for a in (x, xt):
+        np.concatenate([model(a[i:i + 1000]).array for i in range(0, len(a), 1000)])
+'''
+
+
+def timed(cmd, cwd) -> float:
+    t = time.perf_counter()
+    r = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"{cmd[:4]} failed:\n{r.stderr[-2000:]}")
+    return time.perf_counter() - t
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "competition.yaml").write_text(f"defaults:\n  epochs: {{classify: {args.epochs}}}\n")
+        sub = tmp / "submissions" / "course-mlp"
+        sub.parent.mkdir()
+        src = (ROOT / "baselines" / "course-mlp")
+        sub.mkdir()
+        (sub / "classifier.py").write_text((src / "classifier.py").read_text())
+        (sub / "submission.yaml").write_text(
+            "name: overhead bench\nclassify:\n  model: classifier.py:CourseMLP\n"
+            f"  epochs: {args.epochs}\n  batch_size: 100\n  optimizer: Adam\n  optimizer_args: {{alpha: 0.001}}\n")
+        script = tmp / "bare.py"
+        script.write_text(BARE_LOOP.format(root=ROOT, epochs=args.epochs))
+        bare, harness = [], []
+        for i in range(args.repeat):
+            bare.append(timed([sys.executable, str(script)], ROOT))
+            harness.append(timed([sys.executable, "-m", "harness.cli", "grade", str(sub), "--track", "classify",
+                                  "--config", str(tmp / "competition.yaml"), "--db", str(tmp / f"s{i}.db")], ROOT))
+    b, h = min(bare), min(harness)
+    print(f"bare Chainer loop ({args.epochs} epochs + evaluation): {b:.2f} s  (runs: {', '.join(f'{x:.2f}' for x in bare)})")
+    print(f"harness grade (same work, sandboxed, scored, stored): {h:.2f} s  (runs: {', '.join(f'{x:.2f}' for x in harness)})")
+    print(f"overhead: {h / b:.3f}x  ({h - b:+.2f} s; target <= 1.1x)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
