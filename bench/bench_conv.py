@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_conv.py                        # 10k images, 1 epoch, 2 rounds each
     .venv/bin/python bench/bench_conv.py --torch /tmp/torchvenv/bin/python   # and PyTorch's time
     .venv/bin/python bench/bench_conv.py --ops                  # per-operation times, for tuning
+    .venv/bin/python bench/bench_conv.py --others               # DCGAN and conv-autoencoder steps
 
 The model is ``baselines/course-cnn/classifier.py`` (four 3x3 convolutions of 32 channels, padding
 1, max-pooling after the second, linear to 10), trained as the harness's default classify loop
@@ -205,6 +206,47 @@ def bench_ops(args) -> None:
                   f"chainer {total[False]:.1f} ms, fast {total[True]:.1f} ms ({total[False] / total[True]:.2f}x)")
 
 
+def load_baseline(folder: str, file: str, name: str):
+    spec = importlib.util.spec_from_file_location(f"{folder}_{name}", ROOT / "baselines" / folder / file)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return getattr(mod, name)
+
+
+def bench_others(args) -> None:
+    """One training step (forward, backward, Adam) of the other convolutional baselines, stock vs fast:
+    strided convolutions and stride-2 deconvolutions (the col2im path)."""
+    x, _ = load_subset(args.batch_size)
+    Gen = load_baseline("course-dcgan", "gan.py", "Generator")
+    Dis = load_baseline("course-dcgan", "gan.py", "Discriminator")
+    AE = load_baseline("conv-autoencoder", "autoencoder.py", "ConvAutoEncoder")
+    np.random.seed(0)
+    z = np.random.uniform(-1, 1, (len(x), 100)).astype(np.float32)
+    cases = {
+        "conv-autoencoder": (AE(), lambda m: F.mean_squared_error(m(x), x)),
+        "course-dcgan generator": (Gen(), lambda m: F.sum(m(z)) / len(z)),
+        "course-dcgan discriminator": (Dis(), lambda m: F.sum(F.softplus(-m(x))) / len(x)),
+    }
+    print(f"one training step, batch {len(x)}, milliseconds (best of {args.steps}, alternating)")
+    for name, (init, loss_of) in cases.items():
+        best = {}
+        for _ in range(args.steps):
+            for on in (False, True):
+                model = init.copy(mode="copy")
+                opt = chainer.optimizers.Adam()
+                opt.setup(model)
+                with fast_conv.enabled(on):
+                    start = time.perf_counter()
+                    loss = loss_of(model)
+                    model.cleargrads()
+                    loss.backward()
+                    opt.update()
+                    took = time.perf_counter() - start
+                best[on] = min(best.get(on, took), took)
+        print(f"  {name:28s} chainer {best[False] * 1e3:7.1f}  harness-fast-conv {best[True] * 1e3:7.1f}  "
+              f"({best[False] / best[True]:.2f}x)", flush=True)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=10000, help="training images (default 10000)")
@@ -212,10 +254,18 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternating stock/fast epochs (default 2)")
     parser.add_argument("--torch", metavar="PYTHON", help="an interpreter with torch installed, to time PyTorch too")
     parser.add_argument("--ops", action="store_true", help="time single operations instead (tuning)")
+    parser.add_argument("--others", action="store_true",
+                        help="time a training step of the DCGAN and conv-autoencoder baselines instead")
+    parser.add_argument("--steps", type=int, default=5, help="with --others: steps per model and version")
     parser.add_argument("--chunks", type=lambda s: [int(v) << 20 for v in s.split(",")], default=[fast_conv.CHUNK_BYTES],
                         help="with --ops: CHUNK_BYTES values to try, in MiB, comma-separated")
     args = parser.parse_args(argv)
-    bench_ops(args) if args.ops else bench_epochs(args)
+    if args.ops:
+        bench_ops(args)
+    elif args.others:
+        bench_others(args)
+    else:
+        bench_epochs(args)
 
 
 if __name__ == "__main__":

@@ -207,6 +207,20 @@ def test_input_without_gradient_and_noncontiguous_input():
     close(outs[True][1], outs[False][1], np.float32, "gW")
 
 
+@pytest.mark.parametrize("deconv", [False, True])
+def test_empty_batch(deconv):
+    x = np.zeros((0, 3, 5, 5), np.float32)
+    W = np.ones((3, 4, 3, 3) if deconv else (4, 3, 3, 3), np.float32)
+
+    def fn(x, W):
+        return F.deconvolution_2d(x, W, stride=2) if deconv else F.convolution_2d(x, W, pad=1)
+
+    stock, fast, counts = both(fn, [x, W], False)
+    assert counts == {"fast": 3, "fallback": 0}
+    for name, a, e in zip(("y", "gx", "gW"), fast, stock):
+        close(a, e, np.float32, name)
+
+
 def double_backward(on):
     """Second-order gradients through the patched nodes (Chainer's backward calls them again)."""
     rng = np.random.default_rng(4)
