@@ -110,6 +110,8 @@ def cmd_merge(args) -> int:
     for f, (added, present) in report.per_file.items():
         console.print(f"{f}: {added} run{'s' if added != 1 else ''} added, {present} already stored",
                       markup=False, highlight=False)
+    for line in report.refused:  # another folder's id: never merged into that row
+        err.print(line, markup=False, highlight=False)
     console.print(f"merged into {args.db_path}: {report.added} added, {report.present} already stored")
     return EXIT_OK
 

@@ -25,6 +25,8 @@ from harness.scoring.outputs import InvalidOutput, read_json
 from harness.store.artifacts import save_log
 from harness.grading.jobs import ingestion_device
 from harness.store import Run, Store
+from harness.store.db import clip_text
+from harness.sandbox.copy import SubmissionCopyError, SubmissionTree, scan_submission
 from harness import tracks
 from harness.scoring.tracks.context import ScoringContext
 
@@ -88,18 +90,26 @@ class SubmissionResult:
                 "tracks": {k: v.as_json() for k, v in self.tracks.items()}}
 
 
-def tree_sha256(root: Path) -> str:
-    """SHA-256 over the sorted relative paths and contents of the regular files under ``root``."""
+def tree_sha256(root: Path, tree: SubmissionTree | None = None) -> str:
+    """SHA-256 over the sorted relative paths and contents of the files of a submission folder.
+
+    The tree is checked first (``scan_submission``: depth, entries, files, bytes by st_size, links,
+    special files; no recursion), so nothing is read from a tree the copy would refuse: a 32 GiB
+    sparse file or a 1,100-deep folder chain raises SubmissionCopyError before any byte is hashed.
+    Folders the copy skips (.git, __pycache__, ...) are not hashed.
+    """
+    tree = tree or scan_submission(root)
     h = hashlib.sha256()
-    root = Path(root)
-    for path in sorted(p for p in root.rglob("*") if not p.is_symlink() and p.is_file()):
-        rel = path.relative_to(root).as_posix()
-        if "__pycache__" in rel:
-            continue
+    budget = tree.bytes
+    for rel, source in tree.file_entries():
         h.update(rel.encode() + b"\0")
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            while budget >= 0 and (chunk := f.read(min(1 << 20, budget + 1))):
+                budget -= len(chunk)
                 h.update(chunk)
+        if budget < 0:
+            raise SubmissionCopyError(f"{rel}: changed while being read (larger than when checked)")
         h.update(b"\0")
     return h.hexdigest()
 
@@ -236,7 +246,7 @@ def failure_from(result: sandbox.SandboxResult, out: Path) -> TrackResult | None
     reported = None
     try:
         reported = read_json(out, "error.json", 8192)
-    except InvalidOutput:
+    except Exception:  # InvalidOutput, or anything else a hostile error.json causes: not a claim
         pass
     if reported and reported.get("status") in ("INVALID_SUBMISSION", "CRASH", "OUT_OF_MEMORY") and result.status in ("OK", "CRASH"):
         return TrackResult(str(reported["status"]), str(reported.get("message", ""))[:2000])
@@ -295,17 +305,63 @@ def grade_track(path: Path, spec: manifest_mod.TrackSpec, opts: GradeOptions, mn
 
 
 def grade_submission(path: Path, opts: GradeOptions, store: Store | None, progress=None) -> SubmissionResult:
-    """Grade every requested track of one submission folder and record each run."""
+    """Grade every requested track of one submission folder and record each run.
+
+    The submission's error boundary: whatever the folder holds or its runs write ends as a status on
+    its own rows (INVALID_SUBMISSION, INVALID_OUTPUT, CRASH, ...) with a short message; this never
+    raises for one submission, so the others are graded and the results file is written."""
     path = Path(path)
-    sub_id = path.resolve().name
-    sha = tree_sha256(path) if path.is_dir() else ""
-    mnist = data.load()
     try:
-        manifest = manifest_mod.load(path)
-        name = manifest.name
-        problems = None
-    except manifest_mod.ManifestError as exc:
-        manifest, name, problems = None, sub_id, str(exc)
+        return _grade_submission(path, opts, store, progress)
+    except Exception as exc:  # a harness bug met on this submission: reported on its rows, not raised
+        message = clip_text(f"the harness failed on this submission ({type(exc).__name__}: {exc}); "
+                            f"this is a harness bug, please report it")
+        try:
+            sub_id = manifest_mod.submission_id(path)
+        except Exception:
+            sub_id = path.name
+        results = {t: TrackResult("CRASH", message) for t in opts.tracks}
+        for track, r in results.items():
+            _finish(r, uuid.uuid4().hex, opts)
+        return SubmissionResult(sub_id, sub_id, str(path), "", results)
+
+
+def _finish(r: TrackResult, run_uid: str, opts: GradeOptions) -> TrackResult:
+    r.run_uid, r.profile, r.kind = run_uid, "quick" if opts.quick else "full", opts.kind
+    r.created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    r.message = clip_text(r.message)
+    return r
+
+
+def identity_problem(store: Store | None, sub_id: str, path: Path, kind: str) -> str | None:
+    """Why ``path`` may not be graded as ``sub_id``: the store holds runs of that id graded from another
+    folder (SPEC: another folder claiming a stored id is refused, never merged into that row)."""
+    if store is None:
+        return None
+    for run in store.runs(submission_id=sub_id):
+        if run.kind == kind and run.path and not manifest_mod.same_submission(run.path, path):
+            return (f"the id '{sub_id}' already belongs to {run.path} (graded {run.created_at}); this folder, "
+                    f"{path.resolve()}, is another submission with the same id: rename the folder, place it "
+                    f"under a submissions/ folder at a path of its own, or grade it into another store (--db)")
+    return None
+
+
+def _grade_submission(path: Path, opts: GradeOptions, store: Store | None, progress=None) -> SubmissionResult:
+    sub_id = manifest_mod.submission_id(path)
+    resolved = str(path.resolve())
+    sha, problems, manifest, name, clash = "", None, None, sub_id, None
+    try:  # limits first: nothing is hashed or parsed in a tree the copy would refuse
+        sha = tree_sha256(path)
+        problems = clash = identity_problem(store, sub_id, path, opts.kind)
+    except SubmissionCopyError as exc:
+        problems = str(exc)
+    if problems is None:
+        try:
+            manifest = manifest_mod.load(path)
+            name = manifest.name
+        except manifest_mod.ManifestError as exc:
+            problems = str(exc)
+    mnist = data.load() if problems is None else None
     results: dict[str, TrackResult] = {}
     for track in opts.tracks:
         run_uid = uuid.uuid4().hex
@@ -316,20 +372,22 @@ def grade_submission(path: Path, opts: GradeOptions, store: Store | None, progre
             continue
         else:
             on_progress = progress.callback(sub_id, track) if progress else None
-            results[track] = grade_track(path, manifest.tracks[track], opts, mnist, run_uid, on_progress)
+            try:
+                results[track] = grade_track(path, manifest.tracks[track], opts, mnist, run_uid, on_progress)
+            except Exception as exc:  # the track's boundary: the other tracks and submissions go on
+                results[track] = TrackResult("CRASH", f"the harness failed on this track ({type(exc).__name__}: "
+                                                      f"{exc}); this is a harness bug, please report it")
             if progress:
                 progress.done(sub_id, track, results[track].status)
-        r = results[track]
-        r.run_uid, r.profile, r.kind = run_uid, "quick" if opts.quick else "full", opts.kind
-        r.created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        if store is not None:
-            run = Run(submission_id=sub_id, name=name, path=str(path), sha256=sha, track=track,
-                      profile="quick" if opts.quick else "full", status=r.status, message=r.message,
+        r = _finish(results[track], run_uid, opts)
+        if store is not None and clash is None:  # a refused identity is never stored under that id
+            run = Run(submission_id=sub_id, name=name, path=resolved, sha256=sha, track=track,
+                      profile=r.profile, status=r.status, message=r.message,
                       metrics=r.metrics, seconds=r.seconds, device=r.device, seed=r.seed, isolation=r.isolation,
                       clamped=r.clamped, artifacts=r.artifacts, kind=opts.kind, harness_version=__version__,
                       versions=versions(), run_uid=run_uid, created_at=r.created_at)
             r.run_id = store.add(run).id
-    return SubmissionResult(sub_id, name, str(path), sha, results)
+    return SubmissionResult(sub_id, clip_text(name, 200), resolved, sha, results)
 
 
 def results_json(results: list[SubmissionResult]) -> dict:

@@ -17,13 +17,15 @@ from harness.render.exports import esc, page, roc_legend, roc_svg
 from harness.render.tables import fmt
 from harness.standings.overall import selection_rule
 from harness.standings.per_track import columns, rank_key, standings
+from harness.manifest import submission_id
 from harness.store import Run, Store
 
 
 def submission_id_of(target: str | Path) -> str:
-    """A submission folder -> its id (the folder's name, as ``harness grade`` records it); else the text itself."""
+    """A submission folder -> its id (its path relative to the submissions root, as ``harness grade``
+    records it); else the text itself."""
     p = Path(target)
-    return p.resolve().name if p.is_dir() else str(target).rstrip("/").split("/")[-1]
+    return submission_id(p) if p.is_dir() else str(target).rstrip("/").split("/")[-1]
 
 
 def history_runs(store: Store, target: str | Path, track: str | None = None) -> list[Run]:
