@@ -38,6 +38,8 @@ EXPECTED = {
     # an unreadable error.json claims nothing (as a FIFO there does): the run ended well and is scored
     "nested_error_json": ("OK", ""),
     "deep_tree": ("INVALID_SUBMISSION", "folders nested more than 32 deep"),
+    # good outputs, then 1,100 nested folders left in /output: scored, and the work folder removed
+    "deep_output_tree": ("OK", ""),
     "yaml_alias_bomb": ("INVALID_SUBMISSION", "anchors (&name) and aliases (*name) are not allowed"),
     "sparse_file": ("INVALID_SUBMISSION", "data.bin: the submission is larger than 256.0 MiB"),
     "forged_params_atexit": ("INVALID_OUTPUT", "model.npz: member 'linear/W.npy' declares shape (-123456,)"),
@@ -99,6 +101,9 @@ def test_one_grade_call_isolates_every_attack(attack_folders, harness_cli, tmp_p
     for key in set(alone["metrics"]) - {"train_seconds"}:
         assert mine["metrics"][key] == alone["metrics"][key], key
     assert mine["metrics"]["params"] == 7850
+    for name in ("nested_error_json", "deep_output_tree"):  # the attack gained nothing: the same scores
+        assert by_name[name]["tracks"]["classify"]["metrics"]["test_accuracy_public"] == \
+            mine["metrics"]["test_accuracy_public"], name
 
     for name, (status, words) in EXPECTED.items():
         t = by_name[name]["tracks"]["classify"]

@@ -9,6 +9,7 @@ from pathlib import Path
 from harness import data, manifest as manifest_mod, sandbox
 from harness.grading.jobs import ingestion_device, options_for_slot
 from harness.grading.grade import GradeOptions, failure_from, job_spec, run_job, training_settings
+from harness.sandbox.copy import remove_tree
 from harness.scoring.outputs import InvalidOutput, read_json
 from harness.scoring.tracks.context import save_inputs
 
@@ -90,5 +91,5 @@ def check_submission(path: Path, opts: GradeOptions) -> list[str]:
             break
         finally:
             if work is not None:
-                shutil.rmtree(work, ignore_errors=True)
+                remove_tree(work)  # iterative: a run may leave a 1,100-deep tree in /output
     return problems

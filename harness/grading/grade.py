@@ -26,7 +26,7 @@ from harness.store.artifacts import save_log
 from harness.grading.jobs import ingestion_device
 from harness.store import Run, Store
 from harness.store.db import clip_text
-from harness.sandbox.copy import SubmissionCopyError, SubmissionTree, scan_submission
+from harness.sandbox.copy import SubmissionCopyError, SubmissionTree, remove_tree, scan_submission
 from harness import tracks
 from harness.scoring.tracks.context import ScoringContext
 
@@ -301,7 +301,7 @@ def grade_track(path: Path, spec: manifest_mod.TrackSpec, opts: GradeOptions, mn
         return TrackResult("INVALID_SUBMISSION", str(exc), seed=seed, device=opts.device)
     finally:
         if work is not None:
-            shutil.rmtree(work, ignore_errors=True)
+            remove_tree(work)  # iterative: a run may leave a 1,100-deep tree in /output
 
 
 def grade_submission(path: Path, opts: GradeOptions, store: Store | None, progress=None) -> SubmissionResult:

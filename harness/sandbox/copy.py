@@ -190,3 +190,66 @@ def copy_submission(src: str | os.PathLike, dst: str | os.PathLike, *, max_bytes
         if kind == "dir":
             os.chmod(dst / rel, 0o755)
     return CopySummary(files=n_files, bytes=n_bytes, skipped=skipped)
+
+
+def remove_tree(path: str | os.PathLike, max_open: int = 64) -> None:
+    """Remove the folder ``path`` and everything under it, whatever a run left there: no recursion
+    (shutil.rmtree recursed past Python's limit on a 1,100-deep chain of folders written to /output),
+    no link followed, at most ``max_open`` folders open at once (deeper folders are moved up to the
+    top first), and errors skipped rather than raised."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        top = os.open(path, flags)
+    except FileNotFoundError:
+        return
+    except OSError:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        return
+    stack: list[tuple[int, int | None, str | None]] = [(top, None, None)]
+    failed: set[int] = set()
+    moved = 0
+    try:
+        while stack:
+            fd, parent, name = stack[-1]
+            descended = False
+            try:
+                with os.scandir(fd) as it:
+                    entries = list(it)
+            except OSError:
+                entries = []
+            for e in entries:
+                try:
+                    if e.inode() in failed:
+                        continue
+                    if not e.is_dir(follow_symlinks=False):
+                        os.unlink(e.name, dir_fd=fd)
+                    elif len(stack) >= max_open:
+                        moved += 1
+                        os.rename(e.name, f".removing-{moved}", src_dir_fd=fd, dst_dir_fd=top)
+                    else:
+                        stack.append((os.open(e.name, flags, dir_fd=fd), fd, e.name))
+                        descended = True
+                        break
+                except OSError:
+                    failed.add(e.inode())
+            if not descended:
+                stack.pop()
+                if parent is not None:
+                    ino = os.fstat(fd).st_ino
+                    os.close(fd)
+                    try:
+                        os.rmdir(name, dir_fd=parent)
+                    except OSError:
+                        failed.add(ino)
+    finally:
+        for fd, _, _ in stack:
+            os.close(fd)
+        if not stack:
+            os.close(top)
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
