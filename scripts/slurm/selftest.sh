@@ -260,7 +260,8 @@ read -r graded lost dup bad < <("$PY" - "$STORE" "$killed_uid" "${ids[@]}" <<'EO
 import json, os, sqlite3, sys
 store, killed, ids = sys.argv[1], sys.argv[2], sys.argv[3:]
 db = sqlite3.connect(store)
-rows = db.execute("SELECT submission_id, track, profile, status, run_uid, artifacts FROM runs WHERE kind = 'submission'").fetchall()
+rows = db.execute("SELECT submission_id, track, profile, status, run_uid, artifacts, message FROM runs "
+                  "WHERE kind = 'submission'").fetchall()
 store_dir = os.path.dirname(os.path.abspath(store))
 graded = lost = dup = bad = 0
 for sid in ids:
@@ -272,7 +273,7 @@ for sid in ids:
         dup += 1
         print(f"  DUPLICATED {sid}: {len(mine)} runs {[r[1:4] for r in mine]}", file=sys.stderr)
     else:
-        _, track, profile, status, uid, arts = mine[0]
+        _, track, profile, status, uid, arts, message = mine[0]
         arts = json.loads(arts or "{}")
         # the artifacts travelled with the shard results into the store's own folder
         arts_ok = bool(arts) and all(os.path.isfile(p) and os.path.abspath(p).startswith(store_dir + os.sep)
@@ -282,6 +283,8 @@ for sid in ids:
         bad += not ok
         print(f"  {sid}: {track} {profile} {status} run {uid}, artifacts {sorted(arts)}"
               f"{'' if arts_ok else ' NOT IN THE STORE FOLDER: ' + str(arts)}", file=sys.stderr)
+        if status != "OK":
+            print("    " + message[-1500:].replace("\n", "\n    "), file=sys.stderr)
 strangers = sorted({r[0] for r in rows} - set(ids))
 if strangers:
     print(f"  runs of submissions never submitted: {strangers}", file=sys.stderr)
