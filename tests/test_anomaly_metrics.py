@@ -290,3 +290,29 @@ def test_reference_config_reads_the_packaged_competition():
     assert cfg["seed"] == comp.seed
     assert cfg["corruptions"] == list(comp["anomaly"]["corruptions"])
     assert cfg["oneclass_digits"] == sorted(comp["anomaly"]["oneclass_digits"])
+
+
+def test_reference_pca_is_fit_on_the_images_students_get(mnist, tmp_path, monkeypatch):
+    """Under --quick students train on a 10k subset: the PCA reference row is fit on that subset
+    (per digit, on that digit's images among it), not on all 60k."""
+    from harness.competition import load
+    from harness.scoring.metrics.anomaly import auroc
+    from harness.scoring.tracks import anomaly
+    from harness.scoring.tracks.context import ScoringContext
+
+    idx = ScoringContext(mnist, load(), True, 0, tmp_path).train_indices()
+    assert len(idx) == 10000
+    cfg = {"corruptions": [], "oneclass_digits": [7], "seed": 0}
+    row = ref.reference_rows(cfg, mnist=mnist, limit=1000, train_indices=idx)["pca"]
+    test = data.to_images(mnist.test_x[:1000])
+    subset = data.to_images(mnist.train_x[idx][mnist.train_y[idx] == 7])
+    expected = auroc((mnist.test_y[:1000] != 7).astype(int), ref.pca_scores(subset, test))
+    assert row["auroc_digit7"] == pytest.approx(expected, abs=1e-12)
+    everything = ref.reference_rows(cfg, mnist=mnist, limit=1000)["pca"]
+    assert everything["auroc_digit7"] != row["auroc_digit7"]  # the 60k fit is a different reference
+    # and the quick profile's reference rows are computed that way
+    calls = []
+    real = anomaly.compute
+    monkeypatch.setattr(anomaly, "compute", lambda *a, **k: calls.append(k) or real(*a, **k))
+    anomaly.reference_rows(ScoringContext(mnist, load(), True, 0, tmp_path))
+    assert np.array_equal(calls[0]["train_indices"], idx)

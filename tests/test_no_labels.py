@@ -91,13 +91,19 @@ def test_anomaly_gets_no_labels_at_all(make_submission, harness_cli, db, capture
     sub = make_submission("baselines/softmax-regression", "a", manifest=TINY_AE, files={"ae.py": AE_CODE})
     code, _, _ = harness_cli("grade", sub, "--quick", "--db", db, "--json", tmp_path / "r.json")
     assert code == 0
-    (files,) = captured_inputs
-    assert not [n for n in files if n.endswith("_y.npy")], "no label array at all"
+    # one job per protocol and per one-class digit (--quick: course, digit 0, digit 1), each with only
+    # its own training images and the images it scores: never the clean test images beside the course set
+    assert [files["job.json"].get("digit", "course") for files in captured_inputs] == ["course", 0, 1]
+    for files in captured_inputs:
+        assert set(files) == {"job.json", "train_x.npy", "eval_x.npy"}, "no label array at all"
     assert_no_test_labels(captured_inputs, mnist)
-    assert not contains_labels(files["eval_x.npy"], mnist.train_y)
+    course = captured_inputs[0]
+    assert not contains_labels(course["eval_x.npy"], mnist.train_y)
     # the course set mixes clean and corrupted images: its order is not the clean-first order
-    clean = files["eval_x.npy"][:10000].reshape(10000, -1)
+    clean = course["eval_x.npy"][:10000].reshape(10000, -1)
     assert not np.array_equal(np.rint(clean * 255).astype(np.uint8), mnist.test_x)
+    # a one-class job scores all test images, not in their public (labelled) order
+    assert not np.array_equal(captured_inputs[1]["eval_x.npy"], mnist.test_x)
 
 
 def test_generate_gets_only_training_images(make_submission, harness_cli, db, captured_inputs, mnist):

@@ -196,23 +196,25 @@ def test_cli_jobs_use_one_slot_per_worker_thread(monkeypatch, tmp_path):
 # ----------------------------------------------------------------- scorer-made artifacts
 
 def test_anomaly_score_keeps_roc_curves_per_case(tmp_path, mnist):
-    from harness.scoring.metrics.anomaly import auroc
     from harness.scoring.tracks import anomaly
     from harness.scoring.tracks.context import ScoringContext
 
     comp = comp_with(quick={"oneclass_digits": [0, 1]})
     ctx = ScoringContext(mnist, comp, True, 0, tmp_path / "artifacts" / "uid")
-    inp, out = tmp_path / "in", tmp_path / "out"
-    inp.mkdir()
-    out.mkdir()
-    anomaly.write_inputs(ctx, inp)
+    outs = {}
+    for job in anomaly.jobs(ctx):  # one job per protocol and per one-class digit
+        (tmp_path / job.name / "in").mkdir(parents=True)
+        outs[job.name] = out = tmp_path / job.name / "out"
+        out.mkdir()
+        job.write_inputs(tmp_path / job.name / "in")
+        np.savez(out / "model.npz", w=np.zeros(3, np.float32))
     rng = np.random.default_rng(1)
     n_eval = len(ctx.extra["secret_order"])
-    np.save(out / "scores_course.npy", rng.random(n_eval).astype(np.float32))
-    for d in (0, 1):
-        np.save(out / f"scores_digit{d}.npy", (mnist.test_y != d) + rng.random(10000).astype(np.float32))
-    np.savez(out / "model.npz", w=np.zeros(3, np.float32))
-    metrics, artifacts = anomaly.score(ctx, out, {"train_seconds": 1.0})
+    np.save(outs["course"] / "scores_course.npy", rng.random(n_eval).astype(np.float32))
+    for d in (0, 1):  # each job scores the test images in its own secret order
+        y = mnist.test_y[ctx.extra[f"order_digit{d}"]]
+        np.save(outs[f"digit{d}"] / f"scores_digit{d}.npy", (y != d) + rng.random(10000).astype(np.float32))
+    metrics, artifacts = anomaly.score(ctx, outs, {name: {"train_seconds": 1.0} for name in outs})
     path = Path(artifacts["roc_curves"])
     assert path.parent == ctx.artifacts_dir and path.stat().st_size < 60_000
     cases = json.loads(path.read_text())["cases"]
@@ -226,7 +228,7 @@ def test_anomaly_score_keeps_roc_curves_per_case(tmp_path, mnist):
         fpr, tpr = np.asarray(c["fpr"]), np.asarray(c["tpr"])
         area = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))  # trapezoid rule, any NumPy
         assert area == pytest.approx(c["auroc"], abs=0.02)
-    assert metrics["auroc_digit0"] > 0.99 and auroc((mnist.test_y != 0).astype(int), np.load(out / "scores_digit0.npy")) > 0.99
+    assert metrics["auroc_digit0"] > 0.99 and metrics["train_seconds"] == 3.0
 
 
 def test_roc_svg_and_exports_escape_untrusted_names(tmp_path):

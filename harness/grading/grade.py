@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 import uuid
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,13 +23,13 @@ from typing import Callable
 from harness import __version__, data, manifest as manifest_mod, sandbox
 from harness.competition import TRACKS, Competition
 from harness.scoring.outputs import InvalidOutput, read_json
-from harness.store.artifacts import save_log
+from harness.store.artifacts import LOG_LINES, log_tail, save_log
 from harness.grading.jobs import ingestion_device
 from harness.store import Run, Store
 from harness.store.db import clip_text
 from harness.sandbox.copy import SubmissionCopyError, SubmissionTree, remove_tree, scan_submission
 from harness import tracks
-from harness.scoring.tracks.context import ScoringContext
+from harness.scoring.tracks.context import ScoringContext, jobs_of
 
 INGESTION_ARGV = ["-m", "harness.ingestion", "--submission", sandbox.SUBMISSION_MOUNT,
                   "--input", sandbox.INPUT_MOUNT, "--output", sandbox.OUTPUT_MOUNT]
@@ -266,27 +267,50 @@ def grade_track(path: Path, spec: manifest_mod.TrackSpec, opts: GradeOptions, mn
     ctx = ScoringContext(mnist, comp, opts.quick, seed, opts.artifacts_root / run_uid)
     job = job_spec(spec, settings, "grade", seed, ingestion_device(opts.device, opts.gpu_devices), {})
     started = time.monotonic()
-    work = None
+    works: list[Path] = []
     try:
-        work, result = run_job(path, job, lambda d: module.write_inputs(ctx, d),
-                               limits_for(comp, opts.quick), opts.isolation, opts.gpu_devices, on_progress)
-        base = dict(seconds=round(time.monotonic() - started, 2), device=opts.device, seed=seed,
-                    isolation=result.isolation, clamped=clamped)
-        failed = failure_from(result, work / "output")
-        if failed:
-            failed.__dict__.update(base)
-            failed.artifacts = save_log(ctx.artifacts_dir, (result.stdout or "").splitlines())
-            return failed
-        try:
-            meta = read_json(work / "output", "meta.json")
-            seconds = meta.get("train_seconds", 0.0)  # untrusted: NaN would reach the store and --json
-            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds != seconds:
-                raise InvalidOutput(f"meta.json: train_seconds is {str(seconds)[:40]!r}, expected a number")
+        # One sandbox and one fresh work folder per ingestion job (the anomaly track: one per protocol
+        # and per one-class digit), each receiving only its own inputs; the track's wall-clock limit is
+        # shared by its jobs. Any job's failure is the track's, named by the job.
+        ingestion_jobs, several = jobs_of(module, ctx, spec.track)
+        limits = limits_for(comp, opts.quick)
+        outputs, metas, log = {}, {}, []
+        for ij in ingestion_jobs:
+            named, tag = (f"{ij.title}: ", f"[{ij.title}] ") if several else ("", "")  # messages, log lines
+            left = limits.wall_seconds - (time.monotonic() - started)
+            work, result = run_job(path, {**job, **ij.extra}, ij.write_inputs,
+                                   dataclasses.replace(limits, wall_seconds=max(left, 1.0)),
+                                   opts.isolation, opts.gpu_devices, on_progress)
+            works.append(work)
+            remove_tree(work / "input")  # keep only what is scored
+            base = dict(seconds=round(time.monotonic() - started, 2), device=opts.device, seed=seed,
+                        isolation=result.isolation, clamped=clamped)
+            failed = failure_from(result, work / "output")
+            if failed:
+                failed.__dict__.update(base)
+                failed.message = named + failed.message
+                stdout = (result.stdout or "").splitlines()[-LOG_LINES:]
+                failed.artifacts = save_log(ctx.artifacts_dir, log + [tag + line for line in stdout])
+                return failed
+            try:
+                meta = read_json(work / "output", "meta.json")
+                seconds = meta.get("train_seconds", 0.0)  # untrusted: NaN would reach the store and --json
+                if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds != seconds:
+                    raise InvalidOutput(f"meta.json: train_seconds is {str(seconds)[:40]!r}, expected a number")
+            except InvalidOutput as exc:
+                return TrackResult("INVALID_OUTPUT", named + str(exc), **base)
             meta["train_seconds"] = min(max(float(seconds), 0.0), result.wall_seconds)
+            outputs[ij.name], metas[ij.name] = work / "output", meta
+            # the student's last log lines, each model's own (named) when there are several
+            log += [tag + line for line in log_tail(meta.get("log"), max(8, LOG_LINES // len(ingestion_jobs)))]
+        try:
             if on_progress:
                 on_progress("scoring", 0, 1)
-            metrics, artifacts = module.score(ctx, work / "output", meta)
-            artifacts.update(save_log(ctx.artifacts_dir, meta.get("log")))  # the student's last log lines
+            if several:
+                metrics, artifacts = module.score(ctx, outputs, metas)
+            else:
+                metrics, artifacts = module.score(ctx, outputs[spec.track], metas[spec.track])
+            artifacts.update(save_log(ctx.artifacts_dir, log))
         except InvalidOutput as exc:
             return TrackResult("INVALID_OUTPUT", str(exc), **base)
         except ValueError as exc:  # a metric refused the values (e.g. every score equal)
@@ -300,7 +324,7 @@ def grade_track(path: Path, spec: manifest_mod.TrackSpec, opts: GradeOptions, mn
     except sandbox.SubmissionCopyError as exc:
         return TrackResult("INVALID_SUBMISSION", str(exc), seed=seed, device=opts.device)
     finally:
-        if work is not None:
+        for work in works:
             remove_tree(work)  # iterative: a run may leave a 1,100-deep tree in /output
 
 

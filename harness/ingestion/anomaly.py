@@ -1,11 +1,15 @@
 """Anomaly track, ingestion side: train autoencoders, return anomaly scores for unlabelled images.
 
-The course protocol trains one model on all training digits and scores one shuffled evaluation set
-in which clean and corrupted test images are mixed (the process cannot tell which is which but by
-looking). The one-class protocol trains a fresh model per normal digit and scores all test images.
+Each model is its own job (its own process and sandbox), given only its own inputs. The course job
+trains on all training digits and scores one shuffled evaluation set in which clean and corrupted
+test images are mixed (the process cannot tell which is which but by looking, and holds no clean
+copy to look them up in). A one-class job trains a fresh model on one normal digit's training
+images and scores all test images, in a secret order and unnamed.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from harness.ingestion.common import F, Job, count_params, eval_batch_size, minimize, predict, seed_everything
 
@@ -31,32 +35,36 @@ def score_fn(model):
     return lambda x: reconstruction_error(model, x)
 
 
+def eval_images(job: Job):
+    """``eval_x`` as float32 (N, 1, 28, 28) in [0, 1]: the course set arrives as such, the one-class
+    test images as uint8 (N, 784)."""
+    return job.images("eval_x") if job.array("eval_x").dtype == np.uint8 else job.array("eval_x")
+
+
 def run(job: Job) -> None:
+    """One model: the course protocol's (``protocol: course``) or one normal digit's (``protocol:
+    oneclass``, ``digit: d``). Each is its own job, given only its own ``train_x`` and ``eval_x``."""
     device = job.device
-    bs = eval_batch_size(device)
-    meta = {"train_seconds": 0.0}
-    if "course" in job.spec["protocols"]:
-        model = job.build("model")
-        x = device.send(job.images("train_x"))
-        meta["train_seconds"] += job.train_or_load(
-            model, model, x, lambda settings: train_autoencoder(model, x, settings, job, "train (course)"))
-        job.write("scores_course", predict(score_fn(model), device.send(job.array("eval_x")), bs, job, "score (course)"))
-        job.save_weights(model, "model")
-        meta["params"] = count_params(model)
-    test_x = None
-    for digit in job.spec.get("oneclass_digits", []):
+    protocol = job.spec.get("protocol", "course")
+    if protocol == "course":
+        name = label = "course"
+    else:
+        digit = int(job.spec["digit"])
+        name, label = f"digit{digit}", f"digit {digit}"
         seed_everything(job.seed + digit, device)
-        model = job.build("model")
-        x = device.send(job.images(f"train_x_digit{digit}"))
-        meta["train_seconds"] += job.train(
-            model, x, lambda settings: train_autoencoder(model, x, settings, job, f"train (digit {digit})"))
-        if test_x is None:
-            test_x = device.send(job.images("test_x"))
-        job.write(f"scores_digit{digit}", predict(score_fn(model), test_x, bs, job, f"score (digit {digit})"))
-        if "params" not in meta:
-            job.save_weights(model, "model")
-            meta["params"] = count_params(model)
-    job.finish(**meta)
+    model = job.build("model")
+    x = device.send(job.images("train_x"))
+    job.log(f"{label} model: {len(x)} training images" + (" of every digit" if protocol == "course" else ""))
+
+    def loop(settings):
+        train_autoencoder(model, x, settings, job, f"train ({label})")
+
+    # the manifest's weights: are the course model's; each one-class model trains on its digit
+    seconds = job.train_or_load(model, model, x, loop) if protocol == "course" else job.train(model, x, loop)
+    scores = predict(score_fn(model), device.send(eval_images(job)), eval_batch_size(device), job, f"score ({label})")
+    job.write(f"scores_{name}", scores)
+    job.save_weights(model, "model")
+    job.finish(train_seconds=seconds, params=count_params(model))
 
 
 def check(job: Job) -> list[str]:
