@@ -3,6 +3,8 @@
 A track owns its manifest keys (the roles naming student classes), its leaderboard (rank key,
 direction, columns) and the names of its two sides: the **scorer** module (runs in the grader:
 ``write_inputs(ctx, input_dir) -> dict`` and ``score(ctx, output_dir, meta) -> (metrics, artifacts)``,
+or, for a track of several ingestion jobs (anomaly: one per protocol and one-class digit, each given
+only its own inputs), ``jobs(ctx) -> [IngestionJob]`` and ``score(ctx, outputs_by_job, meta_by_job)``;
 plus optional ``reference_rows(ctx)``) and the **ingestion** module (runs in the sandbox with the
 student's code: ``run(job)`` and ``check(job) -> problems``). The two sides are named, not imported,
 here: the standings and renderings read a track's columns without loading any scoring code, and the
