@@ -123,3 +123,35 @@ def test_one_class_inputs_are_one_digit_and_unlabelled_test_images(graded, mnist
         orders.append(test[:50].tobytes())
     # two submissions x two digits, each job in its own secret order
     assert len(orders) == 4 and len(set(orders)) == 4
+
+
+FAILS_ON_ONE_DIGIT = """\
+from harness.chainer_env import chainer
+
+
+class AE(chainer.Chain):
+    def __init__(self):
+        super().__init__()
+        with self.init_scope():
+            self.l = chainer.links.Linear(784, 784)
+
+    def forward(self, x):
+        return chainer.functions.reshape(self.l(x), x.shape)
+
+
+def fit(models, data, settings):
+    if len(data) < 5000:  # the course model trains on 10k images, a one-class model on about 1k
+        raise RuntimeError("my loop breaks on small data sets")
+"""
+
+
+def test_a_failing_job_fails_the_track_and_is_named(make_submission, harness_cli, db, tmp_path):
+    manifest = "name: Breaks on one digit\nanomaly:\n  model: ae.py:AE\n  train: ae.py:fit\n"
+    sub = make_submission("baselines/course-autoencoder", "breaks", manifest=manifest,
+                          files={"ae.py": FAILS_ON_ONE_DIGIT})
+    code, _, _ = harness_cli("grade", sub, "--track", "anomaly", "--quick", "--db", db,
+                             "--json", tmp_path / "r.json")
+    assert code == 1
+    r = read_results(tmp_path / "r.json")["submissions"][0]["tracks"]["anomaly"]
+    assert r["status"] == "CRASH" and r["message"].startswith("digit 0: "), r["message"]
+    assert "my loop breaks on small data sets" in r["message"] and not r["metrics"]
