@@ -47,7 +47,7 @@ leases, cgroups), ``supervise`` (run, watch, kill, classify).
 
 from harness.sandbox.constants import *  # noqa: F401,F403
 from harness.sandbox.copy import CopySummary, SubmissionCopyError, copy_submission  # noqa: F401
-from harness.sandbox.limits import Limits  # noqa: F401
+from harness.sandbox.limits import Limits, memory_mechanism  # noqa: F401
 from harness.sandbox.mounts import build_bwrap_argv, gpu_binds  # noqa: F401
 from harness.sandbox.probe import sandbox_available, sandbox_mode  # noqa: F401
 from harness.sandbox.supervise import SandboxResult, run_ingestion  # noqa: F401

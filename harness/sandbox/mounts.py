@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import os
-import shutil
-import subprocess
 import re
+import shutil
 import stat
+import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -70,13 +73,58 @@ def _etc_binds() -> list[str]:
     return args
 
 
+# What the ingestion process needs of the harness package; nothing else of it enters the sandbox
+# (the scoring code, the reference classifier and its weights, the store code stay outside).
+RUNTIME_FILES = ("__init__.py", "compat.py", "chainer_env.py")
+RUNTIME_PACKAGES = ("ingestion",)
+_runtime_lock = threading.Lock()
+_runtime_copy: str | None = None
+
+
+def package_dir() -> str:
+    """The real folder of the ``harness`` package (an editable install points at the checkout)."""
+    return os.path.realpath(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def runtime_copy() -> str:
+    """A private read-only copy of the part of the harness package the ingestion process runs:
+    ``__init__.py``, ``compat.py``, ``chainer_env.py`` and ``ingestion/``. Built once per process
+    (into a temporary folder, then renamed into place, so a reader never sees half of it) and
+    bound at the package's real path inside the sandbox, hiding every other file of the package."""
+    global _runtime_copy
+    with _runtime_lock:
+        if _runtime_copy is not None and os.path.isdir(_runtime_copy):
+            return _runtime_copy
+        src = package_dir()
+        base = tempfile.mkdtemp(prefix="harness-runtime-")
+        os.chmod(base, 0o755)  # traversable by the sandbox uid
+        staging = os.path.join(base, ".staging")
+        os.mkdir(staging, 0o755)
+        for name in RUNTIME_FILES:
+            shutil.copyfile(os.path.join(src, name), os.path.join(staging, name))
+        for pkg in RUNTIME_PACKAGES:
+            os.mkdir(os.path.join(staging, pkg), 0o755)
+            for name in sorted(os.listdir(os.path.join(src, pkg))):
+                if name.endswith(".py") and os.path.isfile(os.path.join(src, pkg, name)):
+                    shutil.copyfile(os.path.join(src, pkg, name), os.path.join(staging, pkg, name))
+        for dirpath, _dirs, files in os.walk(staging):
+            os.chmod(dirpath, 0o755)
+            for f in files:
+                os.chmod(os.path.join(dirpath, f), 0o644)
+        final = os.path.join(base, "harness")
+        os.rename(staging, final)
+        atexit.register(shutil.rmtree, base, True)
+        _runtime_copy = final
+        return final
+
+
 def _python_roots() -> list[str]:
-    """Real paths of the interpreter and environment the child needs: the venv, the base
-    installation it links to, and the harness package (installed editable: bind only its folder)."""
+    """Real paths of the interpreter and environment the child needs: the venv and the base
+    installation it links to. The harness package itself is not among them: only its runtime
+    copy is bound (see runtime_copy), at the package's path."""
     cands = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
              os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))}
     roots = {os.path.realpath(c) for c in cands if c}
-    roots.add(os.path.realpath(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # harness/
     roots = {r for r in roots if os.path.isdir(r) and r != "/" and not _under(r, "/usr")}
     keep = []
     for r in sorted(roots, key=len):
@@ -86,6 +134,13 @@ def _python_roots() -> list[str]:
     if os.path.realpath(sys.prefix) != os.path.abspath(sys.prefix) and not _under(sys.prefix, "/usr"):
         keep.append(os.path.abspath(sys.prefix))
     return keep
+
+
+def _package_binds() -> list[tuple[str, str]]:
+    """(host, sandbox) binds putting the runtime copy at the package's path, unless the package
+    lives inside a bound root already (a regular, non-editable install in site-packages): there
+    the copy is bound over it too, so the scoring code is hidden either way."""
+    return [(runtime_copy(), package_dir())]
 
 
 def _under(path: str, root: str) -> bool:
@@ -177,6 +232,7 @@ def _child_env(env: dict | None, mapping: dict[str, str], home: str, extra: dict
         "PYTHONHASHSEED": parent.get("PYTHONHASHSEED", "0"),
         "MALLOC_MMAP_THRESHOLD_": "33554432",
         "MALLOC_TRIM_THRESHOLD_": "2147483648",
+        "MALLOC_ARENA_MAX": "2",  # each glibc arena reserves 64 MiB of address space (RLIMIT_AS)
     }
     for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         if k in parent:
@@ -234,7 +290,8 @@ def build_bwrap_argv(argv: Sequence[str], *, mode: str, submission_dir: str, inp
         ["--size", tmp_size] if "--size" in features else [])
     args += [*sized, "--tmpfs", "/tmp", *sized, "--tmpfs", "/dev/shm"]
     roots = _python_roots()
-    dests = [d for _, d in extra_ro_binds] + roots + ["/etc/passwd"]
+    package = _package_binds()
+    dests = [d for _, d in extra_ro_binds] + roots + [d for _, d in package] + ["/etc/passwd"]
     if "--perms" in features:
         args += _parent_dirs(dests)
     args += _etc_binds()
@@ -244,6 +301,8 @@ def build_bwrap_argv(argv: Sequence[str], *, mode: str, submission_dir: str, inp
                 "--ro-bind-data", str(fds[key]), f"/etc/{key}"]
     for r in roots:
         args += ["--ro-bind", r, r]
+    for host, dest in package:  # after the roots: over a package that sits inside one of them
+        args += ["--ro-bind", host, dest]
     for host, dest in extra_ro_binds:
         args += ["--ro-bind", str(host), str(dest)]
     for d in _label_dirs(roots):  # the test labels inside the bound venv: hidden under an empty tmpfs

@@ -18,8 +18,8 @@ from typing import Sequence
 
 from harness.sandbox.constants import (BWRAP, CRASH, INPUT_MOUNT, OK, OUT_OF_MEMORY, OUTPUT_LIMIT, OUTPUT_MOUNT, PRLIMIT,
                                        SANDBOX_UNAVAILABLE, SUBMISSION_MOUNT, TIMEOUT, TOKEN_VAR)
-from harness.sandbox.limits import (Limits, _Cgroup, _fmt_bytes, _niced, _prlimit_args, _rlimits_preexec, _seccomp_program,
-                                    _UidLease, memory_slack_bytes)
+from harness.sandbox.limits import (RLIMIT_MECHANISM, Limits, _Cgroup, _fmt_bytes, _nice_args, _prlimit_args,
+                                    _rlimits_preexec, _seccomp_program, _UidLease, memory_slack_bytes)
 from harness.sandbox.mounts import (_bwrap_path, _child_env, _data_pipe, _features, _make_world_readable, build_bwrap_argv,
                                     gpu_binds)
 from harness.sandbox.probe import _probe
@@ -38,7 +38,7 @@ class SandboxResult:
     cpu_seconds: float | None = None  # user + system CPU of the whole tree (reaped processes)
     max_rss_bytes: int | None = None  # largest resident set of one process (or cgroup memory.peak)
     uid: int | None = None  # the real uid the student's code ran as
-    memory_mechanism: str = "none"  # "cgroup", "rlimit_data" or "none"
+    memory_mechanism: str = "none"  # "cgroup v2", "cgroup v1", RLIMIT_MECHANISM or "none"
 
     @property
     def ok(self) -> bool:
@@ -108,16 +108,16 @@ def run_ingestion(argv: Sequence[str], *, submission_dir: str | os.PathLike,
 def _memory_plan(limits: Limits, gpu: bool) -> tuple[_Cgroup | None, int | None, str]:
     if not limits.memory_bytes:
         return None, None, "none"
-    parent, _why = _Cgroup.find_parent()
+    parent, version, _why = _Cgroup.find()
     if parent is not None:
         try:
-            return _Cgroup.create(parent, limits), None, "cgroup"
+            return _Cgroup.create(parent, limits, version), None, f"cgroup v{version}"
         except OSError:
             pass
     if gpu:
         # CUDA maps large writable regions; without a cgroup, host memory is left unlimited.
         return None, None, "none"
-    return None, int(limits.memory_bytes) + memory_slack_bytes(), "rlimit_data"
+    return None, int(limits.memory_bytes) + memory_slack_bytes(), RLIMIT_MECHANISM
 
 
 def _cgroup_wrap(cg: _Cgroup | None, cmd: list[str]) -> list[str]:
@@ -157,7 +157,7 @@ def _run_bwrap(argv, *, mode, mapping, limits, env, gpu_devices, cwd, extra_ro_b
                 if uid not in (0, 65534) else "")).encode())
         fds["group"] = _data_pipe((f"root:x:0:\nnogroup:x:65534:\n"
                                    + (f"sandbox:x:{uid}:\n" if uid not in (0, 65534) else "")).encode())
-        prog = _seccomp_program()
+        prog = _seccomp_program(block_memfd=mechanism == RLIMIT_MECHANISM)
         if prog is not None and "--seccomp" in _features():
             fds["seccomp"] = _data_pipe(prog)
         token = secrets.token_hex(16)
@@ -290,9 +290,11 @@ def _supervise(cmd, *, env, cwd, pass_fds, limits, output_dir, cgroup, token, is
                sandboxed, preexec=None) -> SandboxResult:
     start = time.monotonic()
     try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        # No preexec_fn (unless prlimit is missing): the child is then started without running
+        # pthread_atfork handlers, which can deadlock against BLAS busy in another thread.
+        proc = subprocess.Popen(_nice_args() + list(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=env, cwd=cwd, pass_fds=pass_fds,
-                                start_new_session=True, preexec_fn=_niced(preexec), close_fds=True)
+                                start_new_session=True, preexec_fn=preexec, close_fds=True)
     except OSError as e:
         return SandboxResult(SANDBOX_UNAVAILABLE if sandboxed else CRASH, None, "", str(e),
                              time.monotonic() - start, isolation, f"Could not start {cmd[0]}: {e}.")
