@@ -10,8 +10,10 @@ Public functions:
 
 - :func:`load_reference` -> the :class:`ReferenceClassifier` (checked, loaded once per process);
 - :func:`predict` ``(N,1,28,28) float32 -> (probs (N,10), features (N,128))`` in float64, in
-  evaluation mode (``train=False``, no backprop), batches of 100 spread over threads;
-  ``probs = softmax(logits / TEMPERATURE)`` with ``TEMPERATURE = 0.5`` (see there);
+  evaluation mode, by the plain-NumPy forward pass of :mod:`.numpy_forward` (im2col + one GEMM
+  per layer in fixed blocks: bitwise the same features whatever the batch size or order);
+  ``probs`` is the classifier's own softmax (no temperature);
+- :func:`predict_chainer`: the same through Chainer's network (the check of the NumPy pass);
 - :func:`test_features` / :func:`test_feature_statistics`: the 10k test set through the network,
   computed once and cached in ``data.cache_dir()`` keyed by the weights' SHA-256.
 
@@ -33,16 +35,17 @@ import numpy as np
 from harness import data
 from harness.chainer_env import chainer
 from harness.scoring.reference_classifier.model import FEATURE_SIZE, ReferenceClassifier
+from harness.scoring.reference_classifier.numpy_forward import NumpyReference
 
 __all__ = [
     "REFERENCE_SHA256",
     "WEIGHTS_PATH",
     "FEATURE_SIZE",
-    "TEMPERATURE",
     "ReferenceClassifier",
     "ReferenceIntegrityError",
     "load_reference",
     "predict",
+    "predict_chainer",
     "test_features",
     "test_feature_statistics",
     "save_params_npz",
@@ -51,16 +54,10 @@ __all__ = [
 #: SHA-256 of the shipped ``reference_classifier.npz`` (printed by the training script).
 REFERENCE_SHA256 = "17d95c5d09a1d781afb4df70d6c61e80d6246b798ed92a79b620fc77b5e74726"
 WEIGHTS_PATH = Path(__file__).resolve().parent / "reference_classifier.npz"
-#: Softmax temperature of :func:`predict`'s probabilities: ``softmax(logits / T)``.
-#: The network is trained with shift augmentation and a cosine schedule to zero, which leaves its
-#: own softmax soft on real digits (mean entropy 0.024 nats on the test set, classifier score
-#: 9.75). The classifier score is meant for a confident classifier (real test digits >= 9.8 in
-#: the spec), so probabilities are sharpened by a fixed factor 2: real test digits score 9.92.
-#: Argmax (accuracy, class_entropy, classes_covered) and the features do not depend on it.
-TEMPERATURE = 0.5
 #: Bump when the cached test-set arrays change meaning (layout, preprocessing).
-_CACHE_VERSION = 1
-_PREDICT_BATCH = 100  # fastest on CPU (im2col buffers stay in cache); any size gives the same result
+#: v2: features from the NumPy forward pass (was Chainer's, batch-dependent in the last bits).
+_CACHE_VERSION = 2
+_PREDICT_BATCH = 100  # predict_chainer's batch
 _PREDICT_THREADS = min(4, os.cpu_count() or 1)
 
 
@@ -148,6 +145,22 @@ def load_reference(path: str | os.PathLike | None = None, sha256: str | None = N
     return model
 
 
+_numpy_cache: dict[int, NumpyReference] = {}
+
+
+def _numpy_reference(model: ReferenceClassifier | None = None) -> NumpyReference:
+    """The NumPy forward pass of ``model`` (default: the checked shipped weights), built once."""
+    model = model if model is not None else load_reference()
+    found = _numpy_cache.get(id(model))
+    if found is None or found.source is not model:
+        ser = chainer.serializers.DictionarySerializer()
+        ser.save(model)
+        found = NumpyReference({k: np.asarray(v) for k, v in ser.target.items()})
+        found.source = model
+        _numpy_cache[id(model)] = found
+    return found
+
+
 def _as_images(images: np.ndarray) -> np.ndarray:
     x = np.asarray(images)
     if x.ndim != 4 or x.shape[1:] != (1, 28, 28):
@@ -156,16 +169,30 @@ def _as_images(images: np.ndarray) -> np.ndarray:
 
 
 def _softmax64(logits: np.ndarray) -> np.ndarray:
-    """softmax(logits / TEMPERATURE) in float64, row-wise."""
-    z = np.asarray(logits, dtype=np.float64) / TEMPERATURE
+    """The classifier's own softmax (no temperature), in float64, row-wise."""
+    z = np.asarray(logits, dtype=np.float64)
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
 
 
 def predict_raw(images: np.ndarray, model: ReferenceClassifier | None = None,
-                batch_size: int = _PREDICT_BATCH) -> tuple[np.ndarray, np.ndarray]:
-    """Forward pass in evaluation mode: (logits (N,10) float32, features (N,128) float32)."""
+                batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Forward pass in evaluation mode, plain NumPy: (logits (N,10) float32, features (N,128) float32).
+
+    ``batch_size`` is accepted for compatibility and ignored: the pass always runs in blocks of
+    :data:`numpy_forward.BLOCK` images, so the result is bitwise independent of it and of order.
+    """
+    return _numpy_reference(model).forward(_as_images(images))
+
+
+def predict_chainer(images: np.ndarray, model: ReferenceClassifier | None = None,
+                    batch_size: int = _PREDICT_BATCH) -> tuple[np.ndarray, np.ndarray]:
+    """The same forward pass through Chainer's network: (logits, features) float32.
+
+    Slower (Chainer's CPU convolution) and dependent on ``batch_size`` in the last bits; kept as
+    the check of :func:`predict_raw` (features within 2e-5, identical predicted classes).
+    """
     x = _as_images(images)
     model = model if model is not None else load_reference()
     n = len(x)
@@ -185,25 +212,22 @@ def predict_raw(images: np.ndarray, model: ReferenceClassifier | None = None,
         for i in starts:
             run(i)
     else:
-        # Chainer's CPU convolution is mostly single-threaded NumPy copying (im2col, transposes)
-        # that releases the GIL: batches in parallel threads use every core. Each batch is
-        # computed independently, so the result does not depend on the thread count.
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(run, starts))
     return logits, feats
 
 
 def predict(images: np.ndarray, model: ReferenceClassifier | None = None,
-            batch_size: int = _PREDICT_BATCH) -> tuple[np.ndarray, np.ndarray]:
+            batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities and penultimate features of the reference classifier.
 
     Args:
         images: float32 (N, 1, 28, 28), pixels in [0, 1] (as ``data.to_images``).
         model: a loaded classifier; default :func:`load_reference`.
-        batch_size: images per forward call (the result does not depend on it).
+        batch_size: ignored (the result never depends on it; see :func:`predict_raw`).
 
     Returns:
-        probs: float64 (N, 10), ``softmax(logits / TEMPERATURE)`` (rows sum to 1).
+        probs: float64 (N, 10), the classifier's own ``softmax(logits)`` (rows sum to 1).
         features: float64 (N, 128), the post-ReLU penultimate activations.
     """
     logits, feats = predict_raw(images, model, batch_size)
