@@ -38,6 +38,24 @@ def test_there_is_something_to_check():
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_matches_github_schema(workflow):
+    """The second linter: SchemaStore's GitHub-workflow schema, vendored in check-jsonschema (works offline)."""
+    exe = Path(sys.executable).parent / "check-jsonschema"
+    r = subprocess.run([str(exe), "--builtin-schema", "vendor.github-workflows", str(workflow)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"check-jsonschema {workflow.name}:\n{r.stdout}{r.stderr}"
+
+
+def test_schema_check_catches_a_broken_workflow(tmp_path):
+    wf = tmp_path / "broken.yml"
+    wf.write_text("on: push\njobs:\n  a:\n    steps:\n      - run: true\n")  # no runs-on
+    exe = Path(sys.executable).parent / "check-jsonschema"
+    r = subprocess.run([str(exe), "--builtin-schema", "vendor.github-workflows", str(wf)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode != 0
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
 def test_workflow_passes_actionlint(workflow):
     # actionlint also runs shellcheck on every `run:` script when shellcheck is on PATH.
     r = subprocess.run([actionlint(), "-no-color", str(workflow)], cwd=ROOT, capture_output=True, text=True,
