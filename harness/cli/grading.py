@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness import competition as competition_mod, data, sandbox
-from harness.cli.ci import finish as ci_finish
+from harness.cli.ci import finish as ci_finish, visible_results
 from harness.cli.console import EXIT_FAILED, EXIT_OK, EXIT_USAGE, console, err
 from harness.competition import TRACKS
 from harness.grading.check import check_submission
@@ -25,10 +25,15 @@ from harness.render.tables import fmt, render_rich
 from harness.scoring.tracks.generate_suite import prepare_real_statistics
 from harness.standings.per_track import columns, standings
 from harness.store import Store
+from harness.text import plain_text
 
 
 class GradeProgress:
-    """One rich progress bar per (submission, track), fed by the ingestion process's progress file."""
+    """One rich progress bar per (submission, track), fed by the ingestion process's progress file.
+
+    The phase comes from the student's process (``progress.json``) and the description holds the
+    submission's folder name: both are plain text (:func:`harness.text.plain_text`) and the columns
+    that show them never read markup, so ``[/]`` or an escape sequence is shown as text, never run."""
     def __init__(self, progress: Progress):
         self.progress = progress
         self.tasks: dict[tuple[str, str], int] = {}
@@ -37,31 +42,37 @@ class GradeProgress:
     def _task(self, sub: str, track: str) -> int:
         with self.lock:
             if (sub, track) not in self.tasks:
-                self.tasks[(sub, track)] = self.progress.add_task(f"{sub} {track}", total=None, phase="starting")
+                self.tasks[(sub, track)] = self.progress.add_task(plain_text(f"{sub} {track}", 80, one_line=True),
+                                                                  total=None, phase="starting")
             return self.tasks[(sub, track)]
 
     def callback(self, sub: str, track: str):
         task = self._task(sub, track)
 
         def update(phase: str, done: int, total: int) -> None:
-            self.progress.update(task, completed=done, total=max(total, 1), phase=phase)
+            self.progress.update(task, completed=done, total=max(total, 1), phase=plain_text(phase, 40, one_line=True))
 
         return update
 
     def done(self, sub: str, track: str, status: str) -> None:
         task = self._task(sub, track)
         total = self.progress.tasks[task].total or 1
-        self.progress.update(task, completed=total, total=total, phase=status)
+        self.progress.update(task, completed=total, total=total, phase=plain_text(status, 40, one_line=True))
 
 
 def make_progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("[cyan]{task.fields[phase]}"), TimeElapsedColumn(), console=err, transient=False)
+    # markup=False: a phase or folder name such as "[/]" is text (as markup it kills rich's refresh thread)
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[phase]}", style="cyan", markup=False), TimeElapsedColumn(),
+                    console=err, transient=False)
 
 
-def print_result(result) -> None:
-    """One submission's result table. Names and messages come from students: shown as plain text."""
-    table = Table(title=escape(f"{result.id} ({result.name})"), title_justify="left")
+def print_result(result, private: bool = False) -> None:
+    """One submission's result table. Names and messages come from students: shown as plain text.
+
+    ``result`` is the audience's view (:func:`harness.cli.ci.visible_results`); ``private``: the
+    audience may see the private half (revealed, or --private), which then leads the metrics."""
+    table = Table(title=Text(plain_text(f"{result.id} ({result.name})", 300, one_line=True)), title_justify="left")
     table.add_column("track")
     table.add_column("status")
     table.add_column("metrics")
@@ -69,15 +80,15 @@ def print_result(result) -> None:
     shown = {t: r for t, r in result.tracks.items() if r.status != "SKIPPED"} or result.tracks
     for track, r in shown.items():
         if r.status == "OK":
-            keys = [(k, f) for k, _, f in columns(track, private=True)]
+            keys = [(k, f) for k, _, f in columns(track, private=private)]
             keys += [(k, "{:.4g}") for k in r.metrics if k not in dict(keys) and isinstance(r.metrics[k], (int, float))]
             text = Text("  ".join(f"{k}={fmt(r.metrics.get(k), f)}" for k, f in keys if k in r.metrics))
             if r.message:
-                text.append("\n" + r.message, style="yellow")
+                text.append("\n" + plain_text(r.message, 4000), style="yellow")
             for name, path in r.artifacts.items():
-                text.append(f"\n{name}: {path}")
+                text.append(plain_text(f"\n{name}: {path}", 1000))
         else:
-            text = Text(r.message, style="red")
+            text = Text(plain_text(r.message, 4000), style="red")
         style = {"OK": "green", "SKIPPED": "dim"}.get(r.status, "bold red")
         table.add_row(track, Text(r.status, style=style), text, f"{r.seconds:.1f}" if r.seconds else "")
     console.print(table)
@@ -140,15 +151,19 @@ def grade_paths(paths: list[Path], args, kind: str = "submission") -> int:
         else:
             with ThreadPoolExecutor(jobs) as pool:
                 results = list(pool.map(one, paths))
+    private = bool(getattr(args, "private", False))
+    with Store(args.db_path) as store:
+        revealed = store.revealed
+    results = visible_results(results, revealed, private)  # all that is printed or written: the audience's view
     for r in results:
-        print_result(r)
+        print_result(r, private=private or revealed)
     highlight = {t.run_id for r in results for t in r.tracks.values() if t.run_id is not None}
     graded_tracks = [t for t in TRACKS if any(t in r.tracks and r.tracks[t].status != "SKIPPED" for r in results)]
     with Store(args.db_path) as store:
         if kind == "submission":  # a fresh store shows its ceilings and floors beside the first grade
             ensure_references(store, opts.competition, args.quick, tracks=graded_tracks, console=err)
         show_leaderboards(store, graded_tracks, "quick" if args.quick else "full", highlight,
-                          selection=opts.competition["selection"])
+                          private=True if private else None, selection=opts.competition["selection"])
     if getattr(args, "json", None):
         Path(args.json).write_text(json.dumps(results_json(results), indent=2) + "\n")
         err.print(f"results written to {args.json}")
@@ -188,7 +203,7 @@ def cmd_check(args) -> int:
             status = EXIT_FAILED
             console.print(f"[bold red]✗ {path}[/]: {len(problems)} problem{'s' if len(problems) > 1 else ''}")
             for p in problems:
-                console.print(f"  - {p}", markup=False, highlight=False)
+                console.print(f"  - {plain_text(p, 4000)}", markup=False, highlight=False)
         else:
             console.print(f"[bold green]✓ {path}[/]: ready to grade")
     return status

@@ -27,6 +27,7 @@ from harness.store.artifacts import LOG_LINES, log_tail, save_log
 from harness.grading.jobs import ingestion_device
 from harness.store import Run, Store
 from harness.store.db import clip_text
+from harness.text import plain_text
 from harness.sandbox.copy import SubmissionCopyError, SubmissionTree, remove_tree, scan_submission
 from harness import tracks
 from harness.scoring.tracks.context import ScoringContext, jobs_of
@@ -353,7 +354,7 @@ def grade_submission(path: Path, opts: GradeOptions, store: Store | None, progre
 def _finish(r: TrackResult, run_uid: str, opts: GradeOptions) -> TrackResult:
     r.run_uid, r.profile, r.kind = run_uid, "quick" if opts.quick else "full", opts.kind
     r.created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    r.message = clip_text(r.message)
+    r.message = clip_text(plain_text(r.message))  # no terminal escape or control character is stored
     return r
 
 
@@ -382,7 +383,7 @@ def _grade_submission(path: Path, opts: GradeOptions, store: Store | None, progr
     if problems is None:
         try:
             manifest = manifest_mod.load(path)
-            name = manifest.name
+            name = plain_text(manifest.name, 200, one_line=True)
         except manifest_mod.ManifestError as exc:
             problems = str(exc)
     mnist = data.load() if problems is None else None

@@ -28,13 +28,18 @@ How the sandbox is built :
   processes against it.
 
 Resource limits: RLIMIT_CPU, RLIMIT_NPROC, RLIMIT_FSIZE, RLIMIT_NOFILE, RLIMIT_CORE=0 through
-``prlimit`` inside the sandbox; memory through a cgroup v2 child (memory.max, memory.swap.max=0,
-pids.max) where the cgroup tree is delegated to us (``HARNESS_CGROUP=/sys/fs/cgroup/<dir>``, or our
-own cgroup when its subtree_control already has memory), else RLIMIT_DATA = memory_bytes + slack
-(not RLIMIT_AS alone: NumPy, OpenBLAS threads, glibc arenas and CUDA reserve far more address space
-than they use; RLIMIT_DATA counts only writable private mappings, so it tracks real use) plus a
-loose RLIMIT_AS backstop (2x + 1 GiB + 128 MiB per CPU) for shared anonymous mappings. With GPUs
-and no cgroup, host memory is not limited (CUDA needs huge mappings). A size-capped tmpfs /tmp and
+``prlimit`` inside the sandbox; niceness through ``nice`` (no preexec_fn: the child starts without
+pthread_atfork handlers, which deadlocked against OpenBLAS busy in another grading thread). Memory
+through a cgroup the harness creates per run: v2 (memory.max, memory.swap.max=0, pids.max) where
+the tree is delegated (``HARNESS_CGROUP=/sys/fs/cgroup/<dir>``, or our own cgroup when memory can be
+enabled in its subtree_control), else v1 (memory.limit_in_bytes, memory.memsw.limit_in_bytes) where we
+may create children (root, or ``HARNESS_CGROUP_V1``); ``HARNESS_CGROUP=off`` refuses both. Without a
+cgroup: RLIMIT_DATA = memory_bytes + slack, RLIMIT_AS = that + 256 MiB + 64 MiB per CPU, and
+memfd_create refused by the seccomp filter (memfd pages count against no rlimit); per process, not
+per tree. ``memory_mechanism()`` names the one in force. With GPUs and no cgroup, host memory is
+not limited (CUDA needs huge mappings). Only a runtime copy of the harness package (``__init__``,
+``compat``, ``chainer_env``, ``ingestion``) is bound, at the package's path: the scoring code and the
+reference classifier's weights never enter. A size-capped tmpfs /tmp and
 /dev/shm, a polled cap on the bytes and files written to /output, capped stdout/stderr pipes read
 concurrently, and a wall-clock timeout that kills the whole tree (pid namespace: when bubblewrap's
 pid 1 dies every process in it dies, setsid/double-forked daemons included). A seccomp filter
