@@ -889,7 +889,7 @@ def env(tmp_path_factory):
             (folder / "submission.yaml").write_text(HOSTILE_MANIFEST.format(name=case.name))
         paths.append(folder)
 
-    args = ["--quick", "--config", CONFIG, "--db", db]
+    args = ["--quick", "--config", CONFIG, "--db", db, "--private"]  # --private: every metric in the JSON
     mp = pytest.MonkeyPatch()
     mp.setattr(grade, "limits_for", small_limits)
     try:

@@ -64,3 +64,8 @@ def test_gaps_and_halves():
     assert m["test_accuracy"] == 0.9 and m["test_accuracy_public"] == 0.8 and m["test_accuracy_private"] == 1.0
     assert m["train_accuracy"] == 1.0 and m["accuracy_gap"] == pytest.approx(0.1)
     assert m["loss_gap"] == pytest.approx(m["test_loss"] - m["train_loss"])
+    # the public-half twins students see: nothing from the private half, losses to 4 significant digits
+    assert m["accuracy_gap_public"] == pytest.approx(0.2)
+    public = mean_cross_entropy(test_labels[:50], test_logits[:50])
+    assert m["test_loss_public"] == float(f"{public:.4g}") != public
+    assert m["loss_gap_public"] == pytest.approx(m["test_loss_public"] - float(f"{m['train_loss']:.4g}"), abs=1e-12)

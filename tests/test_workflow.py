@@ -70,7 +70,9 @@ def klass(tmp_path_factory, mnist):
     paths = sorted(str(p) for p in subs.iterdir())
     procs = []
     for k in (1, 2):
-        argv = [sys.executable, "-m", "harness.cli", "grade", *paths, "--quick", "--no-sandbox", "--jobs", "2",
+        # --private: the instructor grades the class in shards to merge them, so the shard files carry every
+        # metric (without it they carry only what a student may see, and the private half would be lost)
+        argv = [sys.executable, "-m", "harness.cli", "grade", *paths, "--quick", "--no-sandbox", "--jobs", "2", "--private",
                 "--shard", f"{k}/2", "--db", shared, "--config", cfg, "--json", tmp / f"results-{k}.json",
                 "--junit", tmp / f"junit-{k}.xml", "--gradescope", tmp / f"gradescope-{k}.json",
                 "--summary-md", tmp / f"summary-{k}.md"]
@@ -252,7 +254,7 @@ def regraded(klass, tmp_path_factory):
     db = tmp / "leaderboard.db"
     assert run_cli("merge", klass["tmp"] / "results-2.json", "--db", db).returncode == 0
     r = run_cli("grade", klass["subs"] / "s2", "--quick", "--no-sandbox", "--db", db, "--config", klass["cfg"],
-                "--min", "test_accuracy=0.99", "--max", "classify.test_loss=100", "--junit", tmp / "junit.xml",
+                "--min", "test_accuracy_public=0.99", "--max", "classify.test_loss_public=100", "--junit", tmp / "junit.xml",
                 "--json", tmp / "r.json")
     return {"tmp": tmp, "db": db, "proc": r}
 
@@ -261,10 +263,16 @@ def test_thresholds_change_the_exit_code_only_when_given(klass, regraded):
     assert klass["codes"][1] == 0  # the same low scores, no threshold: exit 0
     r = regraded["proc"]
     assert r.returncode == 1, r.stderr
-    assert "THRESHOLD s2 classify: test_accuracy" in r.stderr and "below the minimum 0.99" in r.stderr
+    assert "THRESHOLD s2 classify: test_accuracy_public" in r.stderr and "below the minimum 0.99" in r.stderr
     case = ET.parse(regraded["tmp"] / "junit.xml").getroot().find("testsuite/testcase[@name='classify']")
     assert case.find("failure").get("type") == "THRESHOLD"
-    assert json.loads((regraded["tmp"] / "r.json").read_text())["submissions"][0]["tracks"]["classify"]["status"] == "OK"
+    track = json.loads((regraded["tmp"] / "r.json").read_text())["submissions"][0]["tracks"]["classify"]
+    assert track["status"] == "OK"
+    # a student's --json (no --private, not revealed): the public half only, losses to 4 significant digits
+    assert set(track["metrics"]) == {"test_accuracy_public", "accuracy_gap_public", "test_loss_public",
+                                     "loss_gap_public", "train_accuracy", "train_loss", "params", "train_seconds"}
+    assert track["metrics"]["test_loss_public"] == float(f"{track['metrics']['test_loss_public']:.4g}")
+    assert "private" not in r.stdout and "test_accuracy " not in r.stdout
 
 
 def test_threshold_logic_without_grading():
@@ -286,6 +294,11 @@ def test_threshold_logic_without_grading():
     assert ci.finish(res, Namespace(thresholds=[ci.parse_min("generate.test_accuracy=0.99")]), 0) == 2  # matches nothing
     assert ci.finish(res, Namespace(thresholds=[ci.parse_min("tset_accuracy=0.5")]), 0) == 2  # a typo is an error
     assert ci.finish(res, Namespace(thresholds=[]), 1) == 1  # a failed submission stays a failure
+    # what a student sees has no whole-test figure: a threshold on one is a usage error that says why
+    said = []
+    view = ci.visible_results(res, revealed=False, private=False)
+    assert ci.finish(view, Namespace(thresholds=[ci.parse_min("test_accuracy=0.5")]), 0, Namespace(print=lambda t, **k: said.append(t))) == 2
+    assert "use 'test_accuracy_public'" in said[-1] and "--private" in said[-1]
     for bad in ("test_accuracy", "test_accuracy=high", "nope.test_accuracy=1", "x=nan"):
         with pytest.raises(ArgumentTypeError):
             ci.parse_min(bad)
@@ -462,7 +475,7 @@ def test_report_renders_confusion_matrix_and_log(cli, merged, klass, tmp_path):
     assert (np.trace(pub) + np.trace(priv)) / 10000 == pytest.approx(run.metrics["test_accuracy"])
     assert "epoch 1" in Path(run.artifacts["log"]).read_text()
     dom = chromium(page, tmp_path, "--dump-dom").stdout
-    assert dom.count("<tr data-digit=") == 10 and 'id="confusion"' in dom and "epoch 1: loss=" in dom
+    assert dom.count("<tr data-digit=") == 10 and 'id="confusion"' in dom and re.search(r"epoch 1(/1)?: loss=", dom)
     assert "the public half of the test set" in dom
     assert "test_accuracy_private" not in dom and "hidden until the reveal" in dom  # nothing private before it
     shot = tmp_path / "report.png"
@@ -483,7 +496,7 @@ def test_github_workflow_grades_changed_submissions(tmp_path):
     assert "pull_request" in on and wf["permissions"]["pull-requests"] == "write"
     steps = wf["jobs"]["grade"]["steps"]
     script = "\n".join(s.get("run", "") + s.get("with", {}).get("script", "") for s in steps)
-    assert "git diff --name-only" in script and "harness.cli.ci changed-submissions" in script
+    assert "diff --name-only" in script  # the changed files (grade.yml picks the submissions/ ids itself)
     assert "harness grade" in script and "--summary-md" in script and "--junit" in script
     assert "createComment" in script and "updateComment" in script
     for name in ("alice", "bob", "_template", "evil$(id)"):

@@ -1,9 +1,11 @@
-"""The CI side of ``harness grade``: its CI options (shards, GPUs, thresholds, CI files), writing the
-CI files after grading, and which submissions a pull request changes."""
+"""The CI side of ``harness grade``: its CI options (shards, GPUs, thresholds, CI files, --private),
+the audience's view of the results (:func:`visible_results`), writing the CI files after grading, and
+which submissions a pull request changes."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import re
@@ -13,6 +15,10 @@ from pathlib import Path
 from harness.competition import TRACKS
 from harness.grading.jobs import parse_gpus, parse_shard
 from harness.render.ci import Threshold, gradescope_results, junit_xml, summary_markdown, threshold_misses, unknown_thresholds
+from harness.standings.visibility import hidden_before_reveal, hidden_keys_hint, shown_key, visible_metrics
+from harness.text import plain_text
+
+NAME_LIMIT, MESSAGE_LIMIT = 200, 4000  # characters of a name or id, of a message, in anything printed or written
 
 _THRESHOLD = re.compile(r"^\s*(?:(?P<track>[a-z]+)\.)?(?P<metric>[A-Za-z0-9_]+)\s*=\s*(?P<value>\S+)\s*$")
 
@@ -56,6 +62,26 @@ def add_grade_arguments(p: argparse.ArgumentParser) -> None:
                    help="exit 1 if a graded track reports METRIC below V (repeatable; TRACK.METRIC=V for one track)")
     p.add_argument("--max", dest="thresholds", action="append", type=parse_max, default=[], metavar="METRIC=V",
                    help="exit 1 if a graded track reports METRIC above V (repeatable)")
+    p.add_argument("--private", action="store_true",
+                   help="instructors: print and write every metric (whole test set, private half, full precision) "
+                        "even before `harness reveal`; without it the output is what a student may see")
+
+
+def visible_results(results, revealed: bool, private: bool):
+    """The results as their audience may read them: copies whose metrics went through
+    :func:`harness.standings.visibility.visible_metrics` (public half only before the reveal, losses
+    to 4 significant digits; everything with ``private``) and whose id, name and messages are plain
+    text. Everything ``harness grade`` prints or writes (table, --json, JUnit, Gradescope, summary,
+    thresholds) is made from this view."""
+    view = []
+    for r in results:
+        tracks = {name: dataclasses.replace(t, metrics=visible_metrics(name, t.metrics, revealed, private),
+                                            message=plain_text(t.message, MESSAGE_LIMIT))
+                  for name, t in r.tracks.items()}
+        view.append(dataclasses.replace(r, id=plain_text(r.id, NAME_LIMIT, one_line=True),
+                                        name=plain_text(r.name, NAME_LIMIT, one_line=True),
+                                        path=plain_text(r.path, 1000, one_line=True), tracks=tracks))
+    return view
 
 
 def finish(results, args, status: int, console=None) -> int:
@@ -73,7 +99,11 @@ def finish(results, args, status: int, console=None) -> int:
             say(f"THRESHOLD {sub} {track}: {line}")
     for th in unknown:
         known = sorted({k for r in results for t in r.tracks.values() if t.status == "OK" for k in t.metrics})
-        say(f"{th}: no graded track reports '{th.metric}' (known: {', '.join(known)})")
+        hidden = [track for r in results for track in r.tracks if th.track in (None, track)
+                  and hidden_before_reveal(track, th.metric)
+                  and (th.metric.endswith("_private") or shown_key(track, th.metric, False) not in (None, th.metric))]
+        why = f"; {hidden_keys_hint(hidden[0], th.metric)} (or grade with --private)" if hidden else ""
+        say(f"{th}: no graded track reports '{th.metric}' (known: {', '.join(known)}){why}")
     for attr, make in (("junit", lambda: junit_xml(results, misses)),
                        ("gradescope", lambda: json.dumps(gradescope_results(results, misses), indent=2) + "\n"),
                        ("summary_md", lambda: summary_markdown(results, misses, thresholds))):

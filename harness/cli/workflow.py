@@ -26,7 +26,9 @@ from harness.render.report import build_report, default_output, history_runs, ke
 from harness.render.exports import render
 from harness.render.tables import render_overall_rich, render_rich
 from harness.standings.overall import compute_overall, track_standings
+from harness.standings.visibility import visible_metrics
 from harness.store import Store
+from harness.text import plain_text
 from harness.store.merge import MergeError, merge_files
 
 
@@ -62,23 +64,28 @@ def cmd_history(args) -> int:
     comp = competition_mod.load(args.config)
     with Store(args.db_path) as store:
         runs = history_runs(store, args.path, args.track)
-        private = store.revealed
+        revealed = store.revealed
         standing = standing_run_ids(store, comp, runs) if runs else {}
-    sid = submission_id_of(args.path)
+    instructor = bool(getattr(args, "private", False))
+    private = revealed or instructor
+    sid = plain_text(submission_id_of(args.path), 200, one_line=True)
     if args.json:
         stand_ids = {v[0] for v in standing.values()}
         doc = {"submission": sid, "runs": [
             {"id": r.id, "run_uid": r.run_uid, "created_at": r.created_at, "track": r.track, "profile": r.profile,
-             "kind": r.kind, "status": r.status, "message": r.message, "metrics": r.metrics, "sha256": r.sha256,
+             "kind": r.kind, "status": r.status, "message": plain_text(r.message, 4000),
+             "metrics": visible_metrics(r.track, r.metrics, revealed, instructor), "sha256": r.sha256,
              "seconds": r.seconds, "device": r.device, "seed": r.seed, "isolation": r.isolation,
              "standing": r.id in stand_ids} for r in runs]}
         print(json.dumps(doc, indent=2))
         return EXIT_OK if runs else EXIT_FAILED
     if not runs:
-        err.print(f"no stored run of '{sid}' in {args.db_path} (grade it with `harness grade {args.path}`)")
+        err.print(f"no stored run of '{sid}' in {args.db_path} (grade it with `harness grade {args.path}`)",
+                  markup=False, highlight=False)
         return EXIT_FAILED
     stand_ids = {v[0] for v in standing.values()}
-    table = Table(title=escape(f"history of {sid} ({runs[-1].name}): {len(runs)} run{'s' if len(runs) != 1 else ''}"),
+    name = plain_text(runs[-1].name, 200, one_line=True)
+    table = Table(title=Text(f"history of {sid} ({name}): {len(runs)} run{'s' if len(runs) != 1 else ''}"),
                   caption="oldest first; * = the run standing on the leaderboard of its track and profile")
     for col in ("run", "date (UTC)", "track", "profile", "kind", "status", "key metric", "sha256", "seconds",
                 "device", ""):
@@ -86,10 +93,10 @@ def cmd_history(args) -> int:
     for r in runs:
         key, value = key_metric(r, private)
         style = None if r.status == "OK" else "red"
-        table.add_row(str(r.id), r.created_at.replace("+00:00", ""), r.track, r.profile, r.kind, r.status,
-                      Text(f"{key} {value}" if value else ""), r.sha256[:12],
-                      f"{r.seconds:.1f}" if r.seconds else "", r.device or "", "*" if r.id in stand_ids else "",
-                      style=style)
+        cells = [str(r.id), r.created_at.replace("+00:00", ""), r.track, r.profile, r.kind, r.status,
+                 f"{key} {value}" if value else "", r.sha256[:12], f"{r.seconds:.1f}" if r.seconds else "",
+                 r.device or "", "*" if r.id in stand_ids else ""]
+        table.add_row(*(Text(plain_text(c, 200, one_line=True)) for c in cells), style=style)  # never markup
     console.print(table)
     return EXIT_OK
 
@@ -105,7 +112,7 @@ def cmd_merge(args) -> int:
         with Store(args.db_path) as store:
             report = merge_files(args.files, store)
     except MergeError as exc:
-        err.print(f"[bold red]merge:[/] {exc}")
+        err.print(f"[bold red]merge:[/] {escape(plain_text(str(exc), 2000))}")
         return EXIT_USAGE
     for f, (added, present) in report.per_file.items():
         console.print(f"{f}: {added} run{'s' if added != 1 else ''} added, {present} already stored",
@@ -144,6 +151,8 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="a submission folder, or its id")
     p.add_argument("--track", choices=TRACKS, default=None)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--private", action="store_true",
+                   help="instructors: every metric (whole test set, private half, full precision) before the reveal")
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("merge", parents=[common], help="import runs from --json result files (or stores), each once")

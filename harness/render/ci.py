@@ -14,12 +14,16 @@
   holding the status, message and metrics, and a ``leaderboard`` entry per ranking metric (``order``
   ``asc`` for lower-is-better metrics such as ``fcd``).
 * ``--summary-md FILE``: a Markdown table of the results (for a pull-request comment or
-  ``$GITHUB_STEP_SUMMARY``).
+  ``$GITHUB_STEP_SUMMARY``), written by the one Markdown table writer
+  (:func:`harness.render.tables.markdown_table`).
+
+Every text field a student controls (id, name, message) is plain text here
+(:func:`harness.text.plain_text`); the metrics are those the caller passes, which ``harness grade``
+has already filtered for its audience (:func:`harness.standings.visibility.visible_metrics`).
 """
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import re
@@ -29,8 +33,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from harness import tracks
-from harness.render.tables import fmt
+from harness.render.tables import fmt, markdown_table, md_cell
 from harness.standings.per_track import columns
+from harness.text import plain_text
+
+MESSAGE_LIMIT = 4000  # characters of a message in a CI file
 
 
 @dataclass(frozen=True)
@@ -86,9 +93,9 @@ def unknown_thresholds(results, thresholds) -> list[Threshold]:
 
 # ----- JUnit
 
-def _clean(text: str) -> str:
-    """XML 1.0 allows only some characters; drop the rest (ANSI escapes from tracebacks, say)."""
-    return re.sub(r"[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]", "", str(text))
+def _clean(text, limit: int | None = MESSAGE_LIMIT) -> str:
+    """Plain text (no terminal escapes, no control characters) that XML 1.0 accepts."""
+    return re.sub(r"[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]", "", plain_text(text, limit))
 
 
 def junit_xml(results, misses=None, name: str = "harness") -> str:
@@ -152,7 +159,7 @@ def gradescope_results(results, misses=None) -> dict:
             passed = t.status == "OK" and (r.id, track) not in misses
             out = [f"status: {t.status}"]
             if t.message:
-                out.append(t.message)
+                out.append(_clean(t.message))
             for line in misses.get((r.id, track), []):
                 out.append(f"threshold missed: {line}")
             if t.metrics:
@@ -160,28 +167,31 @@ def gradescope_results(results, misses=None) -> dict:
                 out += [f"  {k} = {v:.6g}" if isinstance(v, float) else f"  {k} = {v}" for k, v in t.metrics.items()]
             score = 1.0 if passed else 0.0
             total += score
-            name = f"{track}" if len(results) == 1 else f"{r.id}: {track}"
-            tests.append({"name": name, "score": score, "max_score": 1.0,
-                          "status": "passed" if passed else "failed", "output": _clean("\n".join(out)),
-                          "visibility": "visible"})
+            name = f"{track}" if len(results) == 1 else f"{_clean(r.id, 200)}: {track}"
+            tests.append({"name": name, "name_format": "text", "score": score, "max_score": 1.0,
+                          "status": "passed" if passed else "failed", "output": _clean("\n".join(out), None),
+                          "output_format": "text", "visibility": "visible"})
             if t.status == "OK":
                 spec = tracks.get(track)
                 value = t.metrics.get(spec.rank_key)
                 if isinstance(value, (int, float)) and math.isfinite(value):
                     board.append({"name": _leaderboard_name(track, spec.rank_key), "value": float(value),
                                   "order": "desc" if spec.higher_is_better else "asc"})
-            lines.append(f"{r.id} {track}: {t.status}" + ("" if passed or t.status != "OK" else " (threshold missed)"))
-    return {"score": total, "output": "\n".join(lines) or "nothing was graded", "visibility": "visible",
-            "stdout_visibility": "hidden", "tests": tests, "leaderboard": board}
+            lines.append(f"{_clean(r.id, 200)} {track}: {t.status}"
+                         + ("" if passed or t.status != "OK" else " (threshold missed)"))
+    # "text": Gradescope shows the outputs verbatim, never as HTML or Markdown
+    return {"score": total, "output": "\n".join(lines) or "nothing was graded", "output_format": "text",
+            "visibility": "visible", "stdout_visibility": "hidden", "tests": tests,
+            "leaderboard": board}
 
 
 # ----- Markdown summary
 
 def summary_markdown(results, misses=None, thresholds=()) -> str:
-
+    """One row per graded submission x track; the status mark column is the harness's own, every
+    other cell is escaped by :func:`harness.render.tables.markdown_table`."""
     misses = misses or {}
-    lines = ["### Grading results", "", "| submission | track | status | key metrics | note |", "|---|---|---|---|---|"]
-    esc = lambda s: html.escape(str(s), quote=False).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    body = []
     for r in results:
         for track, t in r.tracks.items():
             if t.status == "SKIPPED":
@@ -191,17 +201,17 @@ def summary_markdown(results, misses=None, thresholds=()) -> str:
                 metrics = ", ".join(f"{k} {fmt(t.metrics.get(k), f)}" for k, f in keys if k in t.metrics)
             else:
                 metrics = ""
-            note = t.message.splitlines()[0][:200] if t.message else ""
+            note = plain_text(t.message, 200, one_line=True) if t.message else ""
             if (r.id, track) in misses:
                 note = "; ".join(misses[(r.id, track)])
             status = t.status if (r.id, track) not in misses else "below threshold"
             mark = "✅" if t.status == "OK" and (r.id, track) not in misses else "❌"
-            lines.append(f"| {esc(r.id)} | {track} | {mark} {status} | {esc(metrics)} | {esc(note)} |")
-    if len(lines) == 4:
-        lines.append("| (none) | | | | |")
+            body.append([r.id, track, f"{mark} {md_cell(status, 40)}", metrics, note])
+    text = markdown_table("Grading results", ["submission", "track", "status", "key metrics", "note"], body,
+                          raw_columns=frozenset({2}), empty="(none)")
     if thresholds:
-        lines += ["", "Thresholds: " + ", ".join(f"`{th}`" for th in thresholds)]
-    return "\n".join(lines) + "\n"
+        text += "\nThresholds: " + ", ".join(f"`{th}`" for th in thresholds) + "\n"
+    return text
 
 
 # ----- after grading

@@ -16,18 +16,17 @@ after (or with ``--private``).
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 import json
 from datetime import datetime, timezone
 
 from harness import __version__
 from harness.store.artifacts import png_data_uri, read_json_artifact
-from harness.render.tables import (overall_json, overall_table, render_overall_text, render_text, standings_json,
-                                   table_rows)
+from harness.render.tables import (csv_text, overall_json, overall_table, render_overall_text, render_text,
+                                   shown_metrics, standings_json, table_rows)
 from harness.standings.overall import Overall, selection_rule
 from harness.standings.per_track import Standings, columns
+from harness.text import plain_text
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"]
@@ -63,7 +62,9 @@ footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
 
 
 def esc(x) -> str:
-    return html.escape("" if x is None else str(x), quote=True)
+    """Any text into HTML (element content or a quoted attribute): plain text first (no terminal
+    escapes or control characters survive into a page someone may ``cat``), then HTML-escaped."""
+    return html.escape(plain_text(x), quote=True)
 
 
 def page(title: str, body: str) -> str:
@@ -224,21 +225,20 @@ def leaderboard_csv(per_track: list[Standings], overall: Overall | None) -> str:
         for k, _, _ in columns(st.track, st.private):
             if k not in metric_keys:
                 metric_keys.append(k)
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["track", "rank", "submission", "name", "kind", "status", "ranked_by", "score"] + metric_keys
-               + ["run_id", "run_uid", "created_at", "sha256"])
+    rows = []
     for st in per_track:
         for row in st.rows:
             r = row.run
-            w.writerow([st.track, row.rank or "", r.submission_id, r.name, r.kind, r.status, st.rank_key,
-                        "" if row.score is None else row.score]
-                       + [r.metrics.get(k, "") for k in metric_keys] + [r.id, r.run_uid, r.created_at, r.sha256])
+            m = shown_metrics(st, r)
+            rows.append([st.track, row.rank or "", r.submission_id, r.name, r.kind, r.status, st.rank_key,
+                         "" if row.score is None else row.score]
+                        + [m.get(k, "") for k in metric_keys] + [r.id, r.run_uid, r.created_at, r.sha256])
     if overall is not None:
         for o in overall.rows:
-            w.writerow(["overall", o.rank or "", o.submission_id, o.name, "submission", "", overall.method,
-                        "" if o.value is None else o.value] + ["" for _ in metric_keys] + ["", "", "", ""])
-    return buf.getvalue()
+            rows.append(["overall", o.rank or "", o.submission_id, o.name, "submission", "", overall.method,
+                         "" if o.value is None else o.value] + ["" for _ in metric_keys] + ["", "", "", ""])
+    return csv_text(["track", "rank", "submission", "name", "kind", "status", "ranked_by", "score"] + metric_keys
+                    + ["run_id", "run_uid", "created_at", "sha256"], rows)
 
 
 def leaderboard_json(per_track, overall, comp, revealed: bool, private: bool) -> dict:

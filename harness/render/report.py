@@ -17,6 +17,7 @@ from harness.render.exports import esc, page, roc_legend, roc_svg
 from harness.render.tables import fmt
 from harness.standings.overall import selection_rule
 from harness.standings.per_track import columns, rank_key, standings
+from harness.standings.visibility import visible_metrics
 from harness.manifest import submission_id
 from harness.store import Run, Store
 
@@ -101,15 +102,16 @@ def confusion_html(cm: dict, private: bool) -> str:
 
 def metrics_html(run: Run, private: bool) -> str:
     known = {k: (label, f) for k, label, f in columns(run.track, True)}
+    known.update({k: (label, f) for k, label, f in columns(run.track, False)})
     rows = []
-    hidden = 0
-    for k, v in run.metrics.items():
-        if not private and (k.endswith("_private") or (run.track == "classify" and k == "test_accuracy")):
-            hidden += 1  # as on the leaderboard: nothing that gives the private half away before the reveal
-            continue
+    # as on the leaderboard: nothing that gives the private half away before the reveal
+    shown = visible_metrics(run.track, run.metrics, revealed=private)
+    hidden = len(set(run.metrics) - set(shown))
+    for k, v in shown.items():
         label, spec = known.get(k, (k, "{:.4g}" if isinstance(v, float) else "{}"))
         rows.append(f'<tr><td class="l">{esc(k)}</td><td>{esc(fmt(v, spec))}</td></tr>')
-    note = f'<div class="caption">{hidden} private-half metric{"s" if hidden != 1 else ""} hidden until the reveal</div>' \
+    note = f'<div class="caption">{hidden} whole-test or private-half metric{"s" if hidden != 1 else ""} hidden until ' \
+        'the reveal</div>' \
         if hidden else ""
     return ('<table class="metrics" style="width:auto"><tr><th class="l">metric</th><th>value</th></tr>'
             + "".join(rows) + "</table>" + note)

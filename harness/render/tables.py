@@ -1,5 +1,12 @@
 """Standings as tables: rich (terminal), Markdown, CSV and JSON, per track and overall.
-Every cell that comes from a student (names, messages) is plain text here."""
+
+Every cell that comes from a student (ids, names, messages, statuses) is made plain text first
+(:func:`harness.text.plain_text`: no terminal escapes, no control characters), then escaped for its
+format by the one writer of that format here: :func:`markdown_table` (the only Markdown table
+writer: leaderboards, overall standings and the CI summary), :func:`csv_cell` (formula cells are
+prefixed with ``'``), :func:`html_cell`, and rich ``Text`` (never markup) for the terminal.
+Metrics go through :func:`harness.standings.visibility.visible_metrics` (public half only before
+the reveal)."""
 
 from __future__ import annotations
 
@@ -13,8 +20,8 @@ from rich.text import Text
 
 from harness.standings.overall import Overall
 from harness.standings.per_track import Standings, columns
-
-
+from harness.standings.visibility import visible_metrics
+from harness.text import plain_text
 
 FORMATS = ("table", "md", "html", "csv", "json")
 
@@ -28,15 +35,64 @@ def fmt(value, spec: str) -> str:
         return str(value)
 
 
+NAME_LIMIT = 120  # characters of a name or id shown in a table cell
+# Markdown cells: these are backslash-escaped (no link, image, code, emphasis or new cell), and &, <, >
+# become entities (no raw HTML, and the bytes "<img" never appear)
+MD_SPECIAL = {**{ch: "\\" + ch for ch in "\\`*_[]()!|~#"}, "&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def cell(value, limit: int = NAME_LIMIT) -> str:
+    """A student string as one line of plain text (every table format starts from this)."""
+    return plain_text(value, limit, one_line=True)
+
+
+def md_cell(value, limit: int | None = NAME_LIMIT) -> str:
+    """Plain text made inert in Markdown: every character that could start a link (``[x](...)``),
+    an image (``![](...)``), raw HTML (``<img>``), code, emphasis or a new table cell is escaped."""
+    return "".join(MD_SPECIAL.get(ch, ch) for ch in plain_text(value, limit, one_line=True))
+
+
+def csv_cell(value):
+    """A CSV field: numbers as they are; text plain, and prefixed with ``'`` when a spreadsheet would
+    read it as a formula (it starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, also after
+    leading blanks)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return "" if value is None else value
+    text = plain_text(value, 2000, one_line=True)
+    starts = (str(value)[:1], text.lstrip()[:1])  # also after leading blanks, which some readers trim
+    return "'" + text if any(c in ("=", "+", "-", "@", "\t", "\r") for c in starts if c) else text
+
+
+def csv_text(header: list, rows) -> str:
+    """The one CSV writer: a header and rows, every field through :func:`csv_cell`."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([csv_cell(h) for h in header])
+    for row in rows:
+        w.writerow([csv_cell(v) for v in row])
+    return buf.getvalue()
+
+
+def html_cell(value, limit: int | None = None) -> str:
+    return html.escape(plain_text(value, limit), quote=True)
+
+
+def shown_metrics(st: Standings, run) -> dict:
+    """A run's metrics as the standings' audience sees them: every key once revealed (or --private),
+    the public half only before."""
+    return visible_metrics(st.track, run.metrics, revealed=st.private)
+
+
 def table_rows(st: Standings) -> tuple[list[str], list[list[str]]]:
     cols = columns(st.track, st.private)
     header = ["rank", "submission", "name"] + [c[1] for c in cols] + ["status"]
     body = []
     for row in st.rows:
         r = row.run
+        m = shown_metrics(st, r)
         rank = str(row.rank) if row.rank is not None else ("ref" if row.is_reference and r.status == "OK" else "-")
-        cells = [fmt(r.metrics.get(k), f) if r.status == "OK" else "" for k, _, f in cols]
-        body.append([rank, r.submission_id, r.name] + cells + [r.status])
+        cells = [fmt(m.get(k), f) if r.status == "OK" else "" for k, _, f in cols]
+        body.append([rank, cell(r.submission_id), cell(r.name)] + cells + [cell(r.status, 40)])
     return header, body
 
 
@@ -62,13 +118,18 @@ def render_rich(st: Standings, highlight: set[int] = frozenset(), title: str | N
     return table
 
 
-def markdown_table(title: str, header: list[str], body: list[list[str]]) -> str:
-    """A Markdown table under a heading; cells are escaped (student names are untrusted)."""
-    def esc(cell: str) -> str:
-        return html.escape(cell, quote=False).replace("|", "\\|")
-
-    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(esc(c) for c in cells) + " |" for cells in body]
+def markdown_table(title: str, header: list[str], body: list[list[str]], raw_columns: frozenset = frozenset(),
+                   empty: str | None = None) -> str:
+    """THE Markdown table writer (leaderboards, overall standings, CI summary): a ``###`` heading and
+    a table whose every cell goes through :func:`md_cell`. ``raw_columns``: indexes of columns the
+    harness itself writes (status marks), left as they are; ``empty``: the first cell of a row shown
+    when there is no row."""
+    lines = [f"### {md_cell(title, None)}", "", "| " + " | ".join(md_cell(h) for h in header) + " |",
+             "|" + "|".join("---" for _ in header) + "|"]
+    for cells in body:
+        lines.append("| " + " | ".join(c if i in raw_columns else md_cell(c, None) for i, c in enumerate(cells)) + " |")
+    if not body and empty is not None:
+        lines.append("| " + " | ".join([empty] + ["" for _ in header[1:]]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -77,29 +138,26 @@ def render_text(st: Standings, fmt_name: str) -> str:
     if fmt_name == "md":
         return markdown_table(f"{st.track} ({st.profile}, ranked by {st.rank_key})", header, body)
     if fmt_name == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf)
         keys = [k for k, _, _ in columns(st.track, st.private)]
-        w.writerow(["track", "rank", "submission", "name", "kind", "status"] + keys + ["run_id", "created_at"])
-        for row in st.rows:
-            r = row.run
-            w.writerow([st.track, row.rank or "", r.submission_id, r.name, r.kind, r.status]
-                       + [r.metrics.get(k, "") for k in keys] + [r.id, r.created_at])
-        return buf.getvalue()
+        return csv_text(["track", "rank", "submission", "name", "kind", "status"] + keys + ["run_id", "created_at"],
+                        ([st.track, row.rank or "", row.run.submission_id, row.run.name, row.run.kind, row.run.status]
+                         + [shown_metrics(st, row.run).get(k, "") for k in keys] + [row.run.id, row.run.created_at]
+                         for row in st.rows))
     if fmt_name == "json":
         return json.dumps(standings_json(st), indent=2) + "\n"
     if fmt_name == "html":
-        rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in body)
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-        return f"<h2>{html.escape(st.track)}</h2><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+        rows = "".join("<tr>" + "".join(f"<td>{html_cell(c)}</td>" for c in cells) + "</tr>" for cells in body)
+        head = "".join(f"<th>{html_cell(h)}</th>" for h in header)
+        return f"<h2>{html_cell(st.track)}</h2><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
     raise ValueError(f"unknown format '{fmt_name}' (known: {', '.join(FORMATS)})")
 
 
 def standings_json(st: Standings) -> dict:
     keys = [k for k, _, _ in columns(st.track, st.private)]
     return {"track": st.track, "profile": st.profile, "ranked_by": st.rank_key, "rows": [
-        {"rank": row.rank, "submission": row.run.submission_id, "name": row.run.name, "kind": row.run.kind,
-         "status": row.run.status, "metrics": {k: row.run.metrics.get(k) for k in keys}, "run_id": row.run.id}
+        {"rank": row.rank, "submission": cell(row.run.submission_id, None), "name": cell(row.run.name, None),
+         "kind": row.run.kind, "status": cell(row.run.status, None),
+         "metrics": {k: shown_metrics(st, row.run).get(k) for k in keys}, "run_id": row.run.id}
         for row in st.rows]}
 
 
@@ -114,10 +172,10 @@ def overall_table(ov: Overall) -> tuple[list[str], list[list[str]]]:
             if e is None or (e.rank is None and not e.status):
                 cells.append("-")
             elif e.rank is None:
-                cells.append(e.status or "-")
+                cells.append(cell(e.status, 40) or "-")
             else:
                 cells.append(str(e.rank))
-        body.append([str(r.rank) if r.rank is not None else "-", r.submission_id, r.name, value] + cells)
+        body.append([str(r.rank) if r.rank is not None else "-", cell(r.submission_id), cell(r.name), value] + cells)
     return header, body
 
 
@@ -125,8 +183,10 @@ def overall_json(ov: Overall) -> dict:
     return {"method": ov.method, "missing": ov.missing, "private": ov.private, "profile": ov.profile,
             "tracks": ov.tracks, "weights": ov.weights, "lower_is_better": ov.lower_is_better,
             "description": ov.describe(),
-            "rows": [{"rank": r.rank, "submission": r.submission_id, "name": r.name, "value": r.value,
-                      "tracks": {t: {"rank": e.rank, "score": e.score, "status": e.status, "counted": e.counted}
+            "rows": [{"rank": r.rank, "submission": cell(r.submission_id, None), "name": cell(r.name, None),
+                      "value": r.value,
+                      "tracks": {t: {"rank": e.rank, "score": e.score, "status": cell(e.status, None),
+                                     "counted": e.counted}
                                  for t, e in r.tracks.items()}} for r in ov.rows]}
 
 
@@ -142,20 +202,13 @@ def render_overall_rich(ov: Overall):
 
 
 def render_overall_text(ov: Overall, fmt_name: str) -> str:
-    import csv
-    import io
-
     header, body = overall_table(ov)
     if fmt_name == "md":
         return markdown_table(f"overall ({ov.profile}, {ov.describe()})", header, body)
     if fmt_name == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(["track", "rank", "submission", "name", "kind", "status", ov.method]
-                   + [f"{t}_rank" for t in ov.tracks])
-        for r in ov.rows:
-            w.writerow(["overall", r.rank or "", r.submission_id, r.name, "submission", "",
-                        "" if r.value is None else r.value]
-                       + ["" if r.tracks[t].rank is None else r.tracks[t].rank for t in ov.tracks])
-        return buf.getvalue()
+        return csv_text(["track", "rank", "submission", "name", "kind", "status", ov.method]
+                        + [f"{t}_rank" for t in ov.tracks],
+                        (["overall", r.rank or "", r.submission_id, r.name, "submission", "",
+                          "" if r.value is None else r.value]
+                         + ["" if r.tracks[t].rank is None else r.tracks[t].rank for t in ov.tracks] for r in ov.rows))
     raise ValueError(f"unknown format '{fmt_name}'")

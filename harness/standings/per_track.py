@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from harness.store import Run, Store
+from harness.standings.visibility import shown_key
 from harness import tracks
 
 
@@ -84,7 +85,10 @@ def columns(track: str, private: bool) -> list[tuple[str, str, str]]:
     if track == "classify":  # the headline accuracy column is the half the standings rank by
         head = ("test_accuracy_private", "private acc", "{:.4f}") if private else ("test_accuracy_public", "public acc", "{:.4f}")
         cols = [head] + [c for c in cols if c[0] != "test_accuracy" or private]
-    return cols
+    # before the reveal a column shows its public-half twin (accuracy_gap -> accuracy_gap_public), never a
+    # whole-test or private figure (harness.standings.visibility)
+    shown = [(shown_key(track, k, private), h, f) for k, h, f in cols]
+    return [c for c in shown if c[0] is not None]
 
 
 

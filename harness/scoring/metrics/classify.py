@@ -45,10 +45,22 @@ def confusion_matrix(labels: np.ndarray, logits: np.ndarray, n_classes: int = 10
     return out
 
 
+def round_sig(value: float, digits: int = 4) -> float:
+    """``value`` to ``digits`` significant digits (the precision students see a loss at)."""
+    return float(f"{value:.{digits}g}") if np.isfinite(value) and value != 0 else value
+
+
 def classification_metrics(train_labels, train_logits, test_labels, test_logits, public_mask) -> dict:
     """Every classify metric of the spec except ``params`` and ``train_seconds``.
 
     public_mask: bool (N_test,), True for the public half of the test set.
+
+    Whole-test and private figures (``test_accuracy``, ``test_accuracy_private``, ``accuracy_gap``,
+    ``test_loss``, ``loss_gap``) are for instructors. Students see the public-half twins, computed
+    here from the public half only, so that no student-visible figure depends on a private label:
+    ``accuracy_gap_public`` = train_accuracy - test_accuracy_public, ``test_loss_public`` (rounded to
+    4 significant digits: full-precision losses let crafted logits encode labels in their digits) and
+    ``loss_gap_public``, the difference of the two rounded losses, so it adds no digit either.
     """
     public_mask = np.asarray(public_mask, dtype=bool)
     test_labels = np.asarray(test_labels)
@@ -63,4 +75,7 @@ def classification_metrics(train_labels, train_logits, test_labels, test_logits,
     }
     m["accuracy_gap"] = m["train_accuracy"] - m["test_accuracy"]
     m["loss_gap"] = m["test_loss"] - m["train_loss"]
+    m["accuracy_gap_public"] = m["train_accuracy"] - m["test_accuracy_public"]
+    m["test_loss_public"] = round_sig(mean_cross_entropy(test_labels[public_mask], test_logits[public_mask]))
+    m["loss_gap_public"] = round_sig(m["test_loss_public"] - round_sig(m["train_loss"]))
     return m
