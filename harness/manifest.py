@@ -27,7 +27,8 @@ SUBMISSION_ROOTS = ("submissions", "baselines")
 # role keys naming classes, per track (SPEC, Submission contract)
 SETTING_KEYS = ("epochs", "batch_size", "optimizer", "optimizer_args", "weights", "train")
 TOP_KEYS = ("name",) + TRACKS
-CLASS_REF = re.compile(r"^(?P<file>[A-Za-z0-9_./-]+\.py):(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
+CLASS_REF = re.compile(r"^(?P<file>[A-Za-z0-9_./-]+\.(?:py|ipynb)):(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
+ARGS_SUFFIX = "_args"  # ``<role>_args`` beside a class key: its constructor's keyword arguments
 OPTIMIZERS = (
     "AdaDelta", "AdaGrad", "Adam", "AdamW", "AMSGrad", "AdaBound", "AMSBound", "CorrectedMomentumSGD",
     "MomentumSGD", "MSVAG", "NesterovAG", "RMSprop", "RMSpropGraves", "SGD", "SMORMS3",
@@ -142,6 +143,7 @@ class TrackSpec:
     optimizer_args: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None
     train: ClassRef | None = None
+    class_args: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> ``<role>_args``
 
 
 @dataclass
@@ -167,7 +169,8 @@ def _positive_int(value, where: str, problems: list[str]) -> int | None:
 
 def _class_ref(value, where: str, root: Path, problems: list[str]) -> ClassRef | None:
     if not isinstance(value, str) or not CLASS_REF.match(value.strip()):
-        problems.append(f"{where}: expected 'file.py:Name' (e.g. 'model.py:Classifier'), found {_show(value)}")
+        problems.append(f"{where}: expected 'file.py:Name' or 'notebook.ipynb:Name' (e.g. 'model.py:Classifier'), "
+                        f"found {_show(value)}")
         return None
     m = CLASS_REF.match(value.strip())
     if not _inside(root, m["file"]):
@@ -179,11 +182,38 @@ def _class_ref(value, where: str, root: Path, problems: list[str]) -> ClassRef |
     return ClassRef(m["file"], m["name"])
 
 
+def _plain_value(v) -> bool:
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return True
+    if isinstance(v, list):
+        return all(_plain_value(x) for x in v)
+    if isinstance(v, dict):
+        return all(isinstance(k, str) and _plain_value(x) for k, x in v.items())
+    return False
+
+
+def _class_args(value, where: str, problems: list[str]) -> dict | None:
+    """``<role>_args``: keyword arguments for the class's constructor (numbers, text, booleans, lists)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and k.isidentifier() for k in value):
+        problems.append(f"{where}: expected a mapping of constructor arguments like {{n_units: 1000, n_out: 10}}, "
+                        f"found {_show(value)}")
+        return None
+    bad = [k for k, v in value.items() if not _plain_value(v) or (isinstance(v, float) and v != v)]
+    if bad:
+        problems.append(f"{where}: {', '.join(bad)}: expected numbers, text, booleans or lists as values, "
+                        f"found {', '.join(_show(value[k]) for k in bad)}")
+        return None
+    return dict(value)
+
+
 def _track(track: str, section, where: str, root: Path, problems: list[str]) -> TrackSpec | None:
     if not isinstance(section, dict):
         problems.append(f"{where}: expected a mapping of settings, found {type(section).__name__}")
         return None
-    known = tracks.get(track).roles + SETTING_KEYS
+    roles = tracks.get(track).roles
+    known = roles + tuple(role + ARGS_SUFFIX for role in roles) + SETTING_KEYS
     for key in section:
         if key not in known:
             problems.append(f"{where}.{_show(key, quote=False)}: unknown key (known keys for {track}: {', '.join(known)})")
@@ -196,6 +226,12 @@ def _track(track: str, section, where: str, root: Path, problems: list[str]) -> 
         if ref:
             classes[role] = ref
     spec = TrackSpec(track, classes)
+    for role in roles:
+        key = role + ARGS_SUFFIX
+        if key in section:
+            args = _class_args(section[key], f"{where}.{key}", problems)
+            if args is not None:
+                spec.class_args[role] = args
     if "epochs" in section:
         spec.epochs = _positive_int(section["epochs"], f"{where}.epochs", problems)
     if "batch_size" in section:

@@ -206,6 +206,8 @@ def cmd_check(args) -> int:
                 console.print(f"  - {plain_text(p, 4000)}", markup=False, highlight=False)
         else:
             console.print(f"[bold green]✓ {path}[/]: ready to grade")
+        for w in getattr(problems, "warnings", []):  # exit 0: the grade accepts these too
+            console.print(f"  ! warning: {plain_text(w, 4000)}", markup=False, highlight=False)
     return status
 
 

@@ -190,7 +190,7 @@ def job_spec(spec: manifest_mod.TrackSpec, settings: dict, mode: str, seed: int,
     return {"track": spec.track, "mode": mode, "seed": seed, "device": device,
             "classes": {role: str(ref) for role, ref in spec.classes.items()},
             "weights": spec.weights, "train": str(spec.train) if spec.train else None,
-            **settings, **extra}
+            "class_args": getattr(spec, "class_args", {}), **settings, **extra}
 
 
 ProgressFn = Callable[[str, int, int], None]
@@ -319,8 +319,8 @@ def grade_track(path: Path, spec: manifest_mod.TrackSpec, opts: GradeOptions, mn
         except Exception as exc:  # one scoring bug must not stop the grading of the others
             return TrackResult("CRASH", f"the scorer failed ({type(exc).__name__}: {exc}); "
                                         f"this is a harness bug, please report it", **base)
-        message = "; ".join(f"{k} clamped from {v['asked']} to {v['used']} (competition budget)"
-                            for k, v in clamped.items())
+        message = "" if opts.quick else "; ".join(  # --quick trains 1 epoch anyway: a clamp notice misleads
+            f"{k} clamped from {v['asked']} to {v['used']} (competition budget)" for k, v in clamped.items())
         return TrackResult("OK", message, metrics=metrics, artifacts=artifacts, **base)
     except sandbox.SubmissionCopyError as exc:
         return TrackResult("INVALID_SUBMISSION", str(exc), seed=seed, device=opts.device)

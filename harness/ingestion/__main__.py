@@ -22,22 +22,27 @@ def main(argv=None) -> int:
         return code
 
     from harness.ingestion.common import Job, SubmissionError, describe
+    from harness.ingestion.shapes import OutputError
 
+    job = None
     try:
         job = Job(args.submission, args.input, args.output)
-        track = importlib.import_module(f"harness.ingestion.{job.track}")
+        track = importlib.import_module(job.spec.get("ingestion_module") or f"harness.ingestion.{job.track}")
         if job.spec.get("mode") == "check":
-            problems = track.check(job)
-            (args.output / "check.json").write_text(json.dumps({"problems": problems}))
+            from harness.ingestion.checks import run_check
+
+            (args.output / "check.json").write_text(json.dumps(run_check(job, track)))
             return 0
         track.run(job)
         return 0
     except SubmissionError as exc:
+        return fail("INVALID_SUBMISSION", "\n".join(exc.problems) if len(exc.problems) > 1 else str(exc), 3)
+    except OutputError as exc:
         return fail("INVALID_SUBMISSION", str(exc), 3)
     except MemoryError as exc:
         return fail("OUT_OF_MEMORY", f"ran out of memory ({describe(exc)})", 4)
     except Exception as exc:
-        return fail("CRASH", describe(exc), 1)
+        return fail("CRASH", job.describe(exc) if job is not None else describe(exc), 1)
 
 
 if __name__ == "__main__":

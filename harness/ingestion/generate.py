@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.ingestion.common import (F, Job, batches, chainer, count_params, eval_batch_size,
-                                      seed_everything, to_numpy)
+from harness.ingestion.common import (F, Job, SubmissionError, as_submission_error, batches, chainer,
+                                      count_params, eval_batch_size, seed_everything, to_numpy)
+from harness.ingestion.shapes import range_problem
+
+
+def hidden(generator, n: int, device):
+    """``generator.make_hidden(n)`` on the device: a NumPy z (Chainer's DCGAN example) is copied there."""
+    z = generator.make_hidden(n)
+    if isinstance(z, chainer.Variable):
+        return z
+    return device.send(z)
 
 
 def discriminator_losses(d_real, d_fake):
-    """Non-saturating GAN losses (Goodfellow et al. 2014) for logits (N,1) or (N,2), "real" = 1.
+    """Non-saturating GAN losses (Goodfellow et al. 2014) for logits (N,1) or (N,2), "real" = 1 (a
+    discriminator's (N,), (N,1,1,1) or (N,2,1,1) arrive reshaped: see shapes.conform).
 
     Returns (discriminator loss, generator loss); the generator maximises log D(G(z)).
     """
@@ -26,24 +36,29 @@ def discriminator_losses(d_real, d_fake):
 
 
 def train_gan(generator, discriminator, x, settings, job: Job) -> None:
-    """The harness's default loop, as Chainer's DCGAN example: one D step and one G step per batch."""
+    """The harness's default loop, as Chainer's DCGAN example: one D step and one G step per batch.
+
+    The discriminator is given chainer.Variable inputs (the example's ``add_noise`` needs one). The
+    log gives per epoch the means over the batches actually run."""
     opt_g = settings.make_optimizer(generator)
     opt_d = settings.make_optimizer(discriminator)
     rng = np.random.default_rng(settings.seed)
     n = len(x)
-    total = settings.epochs * (n // settings.batch_size)
+    per_epoch = max(1, n // settings.batch_size)
+    total = settings.epochs * per_epoch
+    job.training_started(settings, per_epoch)
     step = 0
     for epoch in range(1, settings.epochs + 1):
-        sums = np.zeros(2)
+        sums, steps = np.zeros(2), 0
         for idx in batches(n, settings.batch_size, rng):
             if len(idx) < settings.batch_size:
                 continue  # equal-sized batches, as the course's updater
             if settings.out_of_time():
                 break
-            x_real = x[settings.device.send(idx)]
-            z = generator.make_hidden(len(idx))
-            x_fake = generator(z)
-            loss_d, loss_g = discriminator_losses(discriminator(x_real), discriminator(x_fake))
+            x_real = chainer.Variable(x[settings.device.send(idx)])
+            x_fake = as_submission_error(generator, hidden(generator, len(idx), settings.device))
+            loss_d, loss_g = discriminator_losses(as_submission_error(discriminator, x_real),
+                                                  as_submission_error(discriminator, x_fake))
             discriminator.cleargrads()
             loss_d.backward()
             opt_d.update()
@@ -51,10 +66,13 @@ def train_gan(generator, discriminator, x, settings, job: Job) -> None:
             loss_g.backward()
             opt_g.update()
             sums += (float(loss_d.array), float(loss_g.array))
+            steps += 1
             step += 1
             job.progress("train", step, total)
-        settings.report(epoch, loss_dis=sums[0] / max(1, n // settings.batch_size),
-                        loss_gen=sums[1] / max(1, n // settings.batch_size))
+        means = sums / max(1, steps)
+        job.epoch_done(epoch, settings, steps, per_epoch, loss_dis=means[0], loss_gen=means[1])
+        if settings.out_of_time():
+            break
 
 
 def sample(generator, n: int, seed: int, device, job: Job | None = None) -> np.ndarray:
@@ -64,11 +82,16 @@ def sample(generator, n: int, seed: int, device, job: Job | None = None) -> np.n
     with chainer.using_config("train", False), chainer.no_backprop_mode():
         for start in range(0, n, bs):
             k = min(bs, n - start)
-            z = generator.make_hidden(k)
-            out.append(to_numpy(generator(z)).astype(np.float32, copy=False))
+            z = hidden(generator, k, device)
+            out.append(to_numpy(as_submission_error(generator, z)).astype(np.float32, copy=False))
             if job is not None:
                 job.progress("sample", start + k, n)
-    return np.concatenate(out)
+    samples = np.concatenate(out)
+    if job is not None and np.isfinite(samples).all():
+        problem = range_problem("images", float(samples.min()), float(samples.max()))
+        if problem:
+            raise SubmissionError(f"{job.spec['classes']['generator']}: {problem}")
+    return samples
 
 
 def run(job: Job) -> None:
@@ -88,23 +111,16 @@ def check(job: Job) -> list[str]:
     generator = job.build("generator")
     discriminator = job.build("discriminator")
     problems = []
+    ref = job.spec["classes"]["generator"]
     try:
-        z = generator.make_hidden(8)
+        z = hidden(generator, 8, job.device)
     except Exception as exc:
-        return [f"{job.spec['classes']['generator']}: make_hidden(8) raised {type(exc).__name__}: {exc}"]
-    if isinstance(z, chainer.Variable):
-        z = z.array
-    if not isinstance(z, job.device.xp.ndarray):
-        problems.append(f"{job.spec['classes']['generator']}: make_hidden returned {type(z).__name__}, "
-                        f"expected an array from self.xp on {job.device}")
-        return problems
+        return [f"{ref}: make_hidden(8) raised {job.describe(exc)}"]
+    array = z.array if isinstance(z, chainer.Variable) else z
+    if not isinstance(array, job.device.xp.ndarray):
+        return [f"{ref}: make_hidden returned {type(z).__name__}, expected an array from self.xp on {job.device}"]
     problems += check_forward(job, "generator", generator, lambda g: g(z), (8, 1, 28, 28), "images", 0.0, 1.0)
-    x = job.device.send(job.images("train_x")[:8])
-    d_problems = check_forward(job, "discriminator", discriminator, lambda d: d(x), (8, 1), "logits")
-    if d_problems and any("shape" in p for p in d_problems):
-        alt = check_forward(job, "discriminator", discriminator, lambda d: d(x), (8, 2), "logits")
-        d_problems = alt if not any("shape" in p for p in alt) else [
-            p.replace("expected (8, 1)", "expected (8, 1) or (8, 2)") for p in d_problems]
-    problems += d_problems
+    x = chainer.Variable(job.device.send(job.images("train_x")[:8]))
+    problems += check_forward(job, "discriminator", discriminator, lambda d: d(x), [(8, 1), (8, 2)], "logits")
     problems += check_weights_and_train(job, generator)
     return problems
