@@ -12,6 +12,7 @@ from harness import __version__, competition as competition_mod, data
 from harness.cli.ci import add_grade_arguments
 from harness.cli.console import EXIT_ENV, EXIT_USAGE, err
 from harness.cli.grading import cmd_baselines, cmd_check, cmd_data, cmd_grade, isolation_from_args
+from harness.cli.plan import add_plan_command, add_resume_argument
 from harness.cli.workflow import add_commands, cmd_leaderboard
 from harness.competition import TRACKS
 from harness.grading.grade import DeviceError, DeviceSpecError
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed for training and sampling (default: competition.yaml)")
     p.add_argument("--json", default=None, help="write machine-readable results to FILE")
     add_grade_arguments(p)  # --shard, --gpus, --junit, --gradescope, --summary-md, --min, --max
+    add_resume_argument(p)  # --resume / --no-resume (harness.cli.plan)
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("leaderboard", parents=[common], help="show or export the standings")
@@ -62,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None)
     p.set_defaults(func=cmd_baselines, track=None, seed=None)
     add_commands(sub, common)  # reveal, history, merge, report (harness.cli.workflow)
+    add_plan_command(sub, common)  # plan (harness.cli.plan)
     return parser
 
 

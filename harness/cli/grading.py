@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import threading
@@ -20,8 +21,10 @@ from harness.competition import TRACKS
 from harness.grading.check import check_submission
 from harness.grading.grade import GradeOptions, grade_submission, resolve_device, results_json
 from harness.grading.jobs import options_for_slot, select_shard
+from harness.grading.plan import combine, resume_split
 from harness.grading.scorer_rows import ensure_references, record_references
 from harness.render.tables import fmt, render_rich
+from harness.sandbox.sweep import sweep_stale
 from harness.scoring.tracks.generate_suite import prepare_real_statistics
 from harness.standings.per_track import columns, standings
 from harness.store import Store
@@ -133,24 +136,42 @@ def grade_paths(paths: list[Path], args, kind: str = "submission") -> int:
     opts = grade_options(args, kind)
     results = []
     jobs = max(1, getattr(args, "jobs", 1) or 1)
+    swept = sweep_stale()  # what a grader killed with SIGKILL left: orphans under free uids, work folders
+    if swept:
+        err.print(f"startup sweep: {swept.summary()}")
+    resume = getattr(args, "resume", None)
+    resume = bool(getattr(args, "shard", None)) if resume is None else resume  # shards resume by default
+    todo = [(p, tuple(opts.tracks)) for p in paths]
+    done: dict = {}
+    if resume:
+        with Store(args.db_path) as store:
+            split = resume_split(paths, opts, store)
+        todo, done = split.todo, split.done
+        for sub_id, track, status in split.skipped:
+            err.print(f"resume: skipped {plain_text(sub_id, 80, one_line=True)} {track}: this tree and config "
+                      f"already have a stored run ({status})", markup=False, highlight=False)
+        err.print(f"resume: {len(split.skipped)} run(s) already stored, {len(todo)} submission(s) to grade")
     with make_progress() as progress:
         tracker = GradeProgress(progress)
         local = threading.local()
 
         slots = itertools.count()  # job slot i -> GPU i % n (harness.grading.jobs)
 
-        def one(path: Path):
+        def one(item):
+            path, tracks = item
             if not hasattr(local, "store"):
                 local.store = Store(args.db_path)
                 local.slot = next(slots)
-            return grade_submission(path, options_for_slot(opts, local.slot, getattr(args, "gpus", None)),
-                                    local.store, tracker)
+            slot_opts = options_for_slot(opts, local.slot, getattr(args, "gpus", None))
+            return grade_submission(path, dataclasses.replace(slot_opts, tracks=tracks), local.store, tracker)
 
         if jobs == 1:
-            results = [one(p) for p in paths]
+            graded = [one(item) for item in todo]
         else:
             with ThreadPoolExecutor(jobs) as pool:
-                results = list(pool.map(one, paths))
+                graded = list(pool.map(one, todo))
+    graded_by_path = {str(item[0]): r for item, r in zip(todo, graded)}
+    results = [combine(graded_by_path.get(str(p)), done.get(str(p)), opts.tracks) for p in paths]
     private = bool(getattr(args, "private", False))
     with Store(args.db_path) as store:
         revealed = store.revealed

@@ -24,6 +24,7 @@ from harness import __version__, data, manifest as manifest_mod, sandbox
 from harness.competition import TRACKS, Competition
 from harness.scoring.outputs import InvalidOutput, read_json
 from harness.store.artifacts import LOG_LINES, log_tail, save_log
+from harness.grading.config_id import config_sha256
 from harness.grading.jobs import ingestion_device
 from harness.store import Run, Store
 from harness.store.db import clip_text
@@ -203,7 +204,7 @@ def run_job(submission_dir: Path, job: dict, write_inputs: Callable[[Path], dict
     ``write_inputs(input_dir)`` saves the arrays and returns extra job settings. The caller scores
     ``work/output`` and then removes the work folder.
     """
-    work = Path(tempfile.mkdtemp(prefix="harness-job-"))
+    work = Path(tempfile.mkdtemp(prefix=f"harness-job-{os.getpid()}-"))  # pid: swept if this grader is killed
     sub, inp, out = work / "submission", work / "input", work / "output"
     inp.mkdir()
     out.mkdir()
@@ -410,7 +411,8 @@ def _grade_submission(path: Path, opts: GradeOptions, store: Store | None, progr
                       profile=r.profile, status=r.status, message=r.message,
                       metrics=r.metrics, seconds=r.seconds, device=r.device, seed=r.seed, isolation=r.isolation,
                       clamped=r.clamped, artifacts=r.artifacts, kind=opts.kind, harness_version=__version__,
-                      versions=versions(), run_uid=run_uid, created_at=r.created_at)
+                      versions={**versions(), "config": config_sha256(opts.competition, opts.seed)},  # --resume
+                      run_uid=run_uid, created_at=r.created_at)
             r.run_id = store.add(run).id
     return SubmissionResult(sub_id, clip_text(name, 200), resolved, sha, results)
 

@@ -96,7 +96,7 @@ def runtime_copy() -> str:
         if _runtime_copy is not None and os.path.isdir(_runtime_copy):
             return _runtime_copy
         src = package_dir()
-        base = tempfile.mkdtemp(prefix="harness-runtime-")
+        base = tempfile.mkdtemp(prefix=f"harness-runtime-{os.getpid()}-")  # pid: swept (sweep.py) if killed
         os.chmod(base, 0o755)  # traversable by the sandbox uid
         staging = os.path.join(base, ".staging")
         os.mkdir(staging, 0o755)

@@ -205,7 +205,7 @@ def _run_none(argv, *, mapping, limits, env, gpu_devices, cwd) -> SandboxResult:
 
     argv = [translate(str(a)) for a in argv]
     cwd = translate(cwd)
-    scratch = tempfile.mkdtemp(prefix="harness-nosandbox-")
+    scratch = tempfile.mkdtemp(prefix=f"harness-nosandbox-{os.getpid()}-")  # pid: swept (sweep.py) if killed
     cg = None
     try:
         cg, memory_rlimit, mechanism = _memory_plan(limits, bool(gpu_devices))

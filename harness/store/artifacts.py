@@ -5,6 +5,11 @@ A run's ``artifacts`` maps a name to a path: ``samples_grid`` (PNG, generate), `
 logged). Paths are stored as written, usually relative to the folder the grade ran in; readers
 resolve them with :func:`resolve` so that a store moved (or merged) with its ``artifacts/`` folder
 still finds them.
+
+Every file is written to a temporary name beside it and renamed into place (:func:`write_atomic`), and
+the run's row is stored only after its scorer returned: a grader killed at any point leaves no
+half-written file under a name a row points to (a killed run's folder is named by no row, so
+nothing shows it).
 """
 
 from __future__ import annotations
@@ -19,11 +24,24 @@ LOG_LINE_CHARS = 400
 MAX_ARTIFACT_BYTES = 8 << 20
 
 
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, flushed and renamed:
+    ``path`` holds the old content or the whole new one, never a part."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
 def write_json(folder: Path, name: str, obj) -> str:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    path.write_text(json.dumps(obj, separators=(",", ":")))
+    write_atomic(path, json.dumps(obj, separators=(",", ":")).encode())
     return str(path)
 
 
@@ -49,7 +67,7 @@ def save_log(folder: Path, lines, name: str = "log.txt") -> dict:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    path.write_text("\n".join(tail) + "\n", encoding="utf-8", errors="replace")
+    write_atomic(path, ("\n".join(tail) + "\n").encode("utf-8", errors="replace"))
     return {"log": str(path)}
 
 

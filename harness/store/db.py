@@ -53,6 +53,8 @@ CREATE TABLE IF NOT EXISTS runs (
     versions TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS runs_by_track ON runs (track, profile, submission_id, id);
+CREATE INDEX IF NOT EXISTS runs_by_sha ON runs (submission_id, sha256, track, profile);
+CREATE INDEX IF NOT EXISTS runs_by_kind ON runs (kind, track, profile);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -156,6 +158,38 @@ class Store:
                 args.append(value)
         sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created_at, id"
         return [_row_to_run(r) for r in self.db.execute(sql, args)]
+
+    def stored_run(self, submission_id: str, sha256: str, track: str, profile: str, kind: str,
+                   config: str | None, skip_statuses=("SANDBOX_UNAVAILABLE", "SKIPPED")) -> Run | None:
+        """The latest stored run of exactly this tree (``sha256``) for the track, profile and kind whose
+        ``versions["config"]`` is ``config`` (the effective competition config, see
+        :func:`harness.grading.plan.config_sha256`), and whose status is a verdict on the submission
+        (OK or a failure of its own, not an unavailable sandbox); None when it must be graded."""
+        rows = self.db.execute(
+            "SELECT * FROM runs WHERE submission_id = ? AND sha256 = ? AND track = ? AND profile = ? AND kind = ? "
+            "ORDER BY created_at DESC, id DESC", (submission_id, sha256, track, profile, kind))
+        for row in rows:
+            run = _row_to_run(row)
+            if run.status not in skip_statuses and run.versions.get("config") == config:
+                return run
+        return None
+
+    def last_seconds(self, submission_id: str, track: str, profile: str, kind: str = "submission") -> float | None:
+        """How long the latest timed run of a submission's track took (seconds), or None without history."""
+        row = self.db.execute(
+            "SELECT seconds FROM runs WHERE submission_id = ? AND track = ? AND profile = ? AND kind = ? "
+            "AND seconds > 0 AND status != 'SANDBOX_UNAVAILABLE' ORDER BY created_at DESC, id DESC LIMIT 1",
+            (submission_id, track, profile, kind)).fetchone()
+        return float(row[0]) if row else None
+
+    def seconds_of_kind(self, track: str, profile: str, kind: str = "baseline") -> list[float]:
+        """The run time of every timed OK run of ``kind`` (baselines by default) for a track and profile."""
+        return [float(r[0]) for r in self.db.execute(
+            "SELECT seconds FROM runs WHERE kind = ? AND track = ? AND profile = ? AND status = 'OK' "
+            "AND seconds > 0 ORDER BY id", (kind, track, profile))]
+
+    def run_uids(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT run_uid FROM runs")}
 
     def get_setting(self, key: str, default: str | None = None) -> str | None:
         row = self.db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
