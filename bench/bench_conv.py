@@ -166,44 +166,42 @@ def bench_epochs(args) -> None:
 
 
 def bench_ops(args) -> None:
-    """Forward, gW and gx of each course-CNN convolution, stock vs fast, best of a few."""
+    """Forward, gW and gx of each course-CNN convolution, stock vs fast, alternating call by call."""
     rng = np.random.default_rng(0)
     C2D = chainer.functions.connection.convolution_2d
-
-    def best(fn, reps=3):
-        fn()
-        out = []
-        for _ in range(reps):
-            s = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - s)
-        return min(out) * 1e3
-
     shapes = [(100, 1, 32, 28), (100, 32, 32, 28), (100, 32, 32, 14)]
-    print("per-operation milliseconds (best of 3), course CNN layers, float32, batch 100")
+    print(f"per-operation milliseconds, course CNN layers, float32, batch 100: best of {args.steps} "
+          "and the median of call-by-call stock/fast ratios")
     for chunk in args.chunks:
         fast_conv.CHUNK_BYTES = chunk
-        for as_conv in (True, False):
-            fast_conv.STRIDE1_DECONV_AS_CONV = as_conv
-            total = {False: 0.0, True: 0.0}
-            for n, c, o, h in shapes:
-                x = rng.random((n, c, h, h)).astype(np.float32)
-                W = rng.standard_normal((o, c, 3, 3)).astype(np.float32)
-                b = rng.standard_normal(o).astype(np.float32)
-                gy = rng.standard_normal((n, o, h, h)).astype(np.float32)
-                row = []
+        total = {False: 0.0, True: 0.0}
+        for n, c, o, h in shapes:
+            x = rng.random((n, c, h, h)).astype(np.float32)
+            W = rng.standard_normal((o, c, 3, 3)).astype(np.float32)
+            b = rng.standard_normal(o).astype(np.float32)
+            gy = rng.standard_normal((n, o, h, h)).astype(np.float32)
+            f = C2D.Convolution2DFunction(1, 1)
+            ops = {"fwd": lambda: F.convolution_2d(x, W, b, pad=1),
+                   "gW": lambda: C2D.Convolution2DGradW(f, W.shape, W.dtype, None).apply((x, gy)),
+                   "gx": lambda: F.deconvolution_2d(gy, W, pad=1, outsize=(h, h))}
+            if c == 1:
+                del ops["gx"]  # the first layer's input needs no gradient
+            row = []
+            for name, op in ops.items():
+                times = {False: [], True: []}
+                for _ in range(args.steps):
+                    for on in (False, True):
+                        with fast_conv.enabled(on):
+                            start = time.perf_counter()
+                            op()
+                            times[on].append(time.perf_counter() - start)
+                ratio = float(np.median(np.array(times[False]) / np.array(times[True])))
                 for on in (False, True):
-                    with fast_conv.enabled(on):
-                        f = C2D.Convolution2DFunction(1, 1)
-                        ms = [best(lambda: F.convolution_2d(x, W, b, pad=1)),
-                              best(lambda: C2D.Convolution2DGradW(f, W.shape, W.dtype, None).apply((x, gy))),
-                              best(lambda: F.deconvolution_2d(gy, W, pad=1, outsize=(h, h)))]
-                    total[on] += sum(ms) if c > 1 else sum(ms[:2])  # the first layer needs no gx
-                    row.append("fwd %6.1f gW %6.1f gx %6.1f" % tuple(ms))
-                print(f"  chunk {chunk >> 20:3d} MiB s1-as-conv {as_conv!s:5}  {(n, c, o, h)}: "
-                      f"chainer [{row[0]}]  fast [{row[1]}]", flush=True)
-            print(f"  chunk {chunk >> 20:3d} MiB s1-as-conv {as_conv!s:5}  one training step's convolutions: "
-                  f"chainer {total[False]:.1f} ms, fast {total[True]:.1f} ms ({total[False] / total[True]:.2f}x)")
+                    total[on] += min(times[on]) * 1e3
+                row.append(f"{name} {min(times[False]) * 1e3:6.1f} -> {min(times[True]) * 1e3:5.1f} ({ratio:.2f}x)")
+            print(f"  chunk {chunk / 2**20:g} MiB {(n, c, o, h)}: " + "  ".join(row), flush=True)
+        print(f"  chunk {chunk / 2**20:g} MiB: one training step's convolutions (best times): "
+              f"chainer {total[False]:.1f} ms, fast {total[True]:.1f} ms ({total[False] / total[True]:.2f}x)")
 
 
 def load_baseline(folder: str, file: str, name: str):
@@ -256,8 +254,9 @@ def main(argv=None) -> None:
     parser.add_argument("--ops", action="store_true", help="time single operations instead (tuning)")
     parser.add_argument("--others", action="store_true",
                         help="time a training step of the DCGAN and conv-autoencoder baselines instead")
-    parser.add_argument("--steps", type=int, default=5, help="with --others: steps per model and version")
-    parser.add_argument("--chunks", type=lambda s: [int(v) << 20 for v in s.split(",")], default=[fast_conv.CHUNK_BYTES],
+    parser.add_argument("--steps", type=int, default=5, help="with --ops/--others: repetitions per version")
+    parser.add_argument("--chunks", type=lambda s: [int(float(v) * 2**20) for v in s.split(",")],
+                        default=[fast_conv.CHUNK_BYTES],
                         help="with --ops: CHUNK_BYTES values to try, in MiB, comma-separated")
     args = parser.parse_args(argv)
     if args.ops:

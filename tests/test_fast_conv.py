@@ -52,10 +52,12 @@ def run(fn, arrays, with_bias, gy_seed=1):
 # The code paths the tuning knobs select: each random case runs through all of them.
 MODES = {
     "default": {},
-    # channels-last im2col for every groups=1 convolution, one image per chunk
-    "nhwc-chunk1": dict(NHWC_MIN_CHANNELS=1, CHUNK_BYTES=1),
-    # channels-first im2col, col2im for every deconvolution, a few images per chunk (and a remainder)
-    "nchw-col2im-chunk": dict(NHWC_MIN_CHANNELS=10**9, STRIDE1_DECONV_AS_CONV=False, CHUNK_BYTES=3000),
+    # channels-last im2col for every groups=1 convolution, one image per chunk, two threads
+    "nhwc-chunk1": dict(NHWC_MIN_CHANNELS=1, CHUNK_BYTES=1, THREADS=2),
+    # channels-first im2col, col2im for every deconvolution, a few images per chunk (and a
+    # remainder), three threads for four lanes
+    "nchw-col2im-chunk": dict(NHWC_MIN_CHANNELS=10**9, STRIDE1_DECONV_AS_CONV=False, CHUNK_BYTES=3000,
+                              THREADS=3),
 }
 
 
@@ -219,6 +221,41 @@ def test_empty_batch(deconv):
     assert counts == {"fast": 3, "fallback": 0}
     for name, a, e in zip(("y", "gx", "gW"), fast, stock):
         close(a, e, np.float32, name)
+
+
+def test_results_do_not_depend_on_the_thread_count(monkeypatch):
+    """Chunks are dealt to lanes in a fixed order and lane sums added in order: bit-identical results."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((23, 16, 11, 9)).astype(np.float32)
+    W = rng.standard_normal((8, 16, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(8).astype(np.float32)
+    monkeypatch.setattr(fast_conv, "CHUNK_BYTES", 16 * 9 * 99 * 4 * 2)  # 2 images a chunk: 12 chunks
+    results = []
+    fast_conv.install()
+    for threads in (1, 2, 3, 4):
+        monkeypatch.setattr(fast_conv, "THREADS", threads)
+        fast_conv.reset_stats()
+        results.append(run(lambda x, W, b: F.convolution_2d(x, W, b, pad=1, stride=(1, 2)), [x, W, b], True))
+        assert fast_conv.stats() == {"fast": 3, "fallback": 0}
+    for other in results[1:]:
+        for a, e in zip(other, results[0]):
+            np.testing.assert_array_equal(a, e)
+
+
+def test_a_failing_worker_raises_in_the_caller(monkeypatch):
+    monkeypatch.setattr(fast_conv, "THREADS", 2)
+    seen = []
+
+    def body(n0, m, lane):
+        seen.append(n0)
+        if lane == 1:
+            raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        fast_conv._run_chunks(8, 2, body)
+    # lanes 0 and 2 (chunks 0, 4) ran here, lane 1 (chunk 2) failed on the worker, which then
+    # skipped lane 3 (chunk 6); the caller waited for it before raising
+    assert sorted(seen) == [0, 2, 4]
 
 
 def double_backward(on):

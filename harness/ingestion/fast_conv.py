@@ -42,7 +42,9 @@ Results agree with Chainer's to rounding (the sums are the same, in another orde
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -56,11 +58,21 @@ from chainer.utils import conv as _conv  # noqa: E402
 NAME = "harness-fast-conv"
 STOCK = "chainer"
 
-# Bytes of im2col (or col2im) buffer filled per chunk of images: small enough to stay in cache
-# (2 MiB of L2 per core here), large enough that each matrix product is big. Measured on the 2-core
-# machine (bench/bench_conv.py --ops --chunks 1,2,4,8,16,32): 1-4 MiB best, 1 GiB (no chunking)
-# 1.5-2x slower on 28x28x32 layers.
-CHUNK_BYTES = 4 << 20
+# Bytes of im2col (or col2im) buffer filled per chunk of images: small enough to stay in the
+# core's cache (2 MiB of L2 per core here), large enough that each matrix product is big. Measured
+# on the 2-core machine (bench/bench_conv.py --ops --chunks ...): 0.5-1 MiB best with one worker
+# per core; one buffer for the whole batch (Chainer's way) is 1.5-2x slower on 28x28x32 layers.
+CHUNK_BYTES = 1 << 20
+
+# Worker threads that fill and multiply chunks side by side (BLAS single-threaded meanwhile):
+# None = one per CPU this process may use, at most LANES. 1 = no threads (BLAS keeps its own).
+# Measured on 2 cores: 1.2-1.4x faster than one thread feeding a 2-thread OpenBLAS, and far less
+# hurt when another process takes a core (OpenBLAS's threads wait for each other at every call).
+THREADS = None
+
+# Chunks are dealt to LANES lanes in a fixed order (chunk i to lane i % LANES) and the kernel
+# gradient sums each lane, then the lanes in order: results do not depend on the thread count.
+LANES = 4
 
 # Stride-1 deconvolutions (the input gradient of every stride-1 convolution) as a convolution with
 # the flipped kernel rather than product + col2im (measured faster: bench/bench_conv.py --ops).
@@ -75,17 +87,91 @@ _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _lock = threading.Lock()
 _originals: dict[tuple[type, str], object] = {}
 _counts = {"fast": 0, "fallback": 0}
+_pool_state: dict[str, object] = {}
 
 
 def _pair(v):
     return tuple(v) if hasattr(v, "__getitem__") else (v, v)
 
 
-# --------------------------------------------------------------------------- the arithmetic
+# --------------------------------------------------------------------------- chunks and threads
 
 
 def _images_per_chunk(bytes_per_image: int, n: int) -> int:
     return max(1, min(n, CHUNK_BYTES // max(1, bytes_per_image)))
+
+
+def _threads() -> int:
+    if THREADS is not None:
+        return max(1, min(int(THREADS), LANES))
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, LANES))
+
+
+def _pool(workers: int):
+    """A lazily made thread pool and a way to make BLAS single-threaded (None without threadpoolctl)."""
+    with _lock:
+        if _pool_state.get("workers", 0) < workers:
+            old = _pool_state.get("pool")
+            _pool_state["pool"] = ThreadPoolExecutor(workers, thread_name_prefix="fast_conv")
+            _pool_state["workers"] = workers
+            if old is not None:
+                old.shutdown(wait=False)
+        if "blas" not in _pool_state:
+            try:
+                import threadpoolctl
+
+                _pool_state["blas"] = threadpoolctl.ThreadpoolController().select(user_api="blas")
+            except Exception:
+                _pool_state["blas"] = None
+        return _pool_state["pool"], _pool_state["blas"]
+
+
+def _run_chunks(n: int, step: int, body) -> None:
+    """``body(n0, m, lane)`` for every chunk of ``step`` images (the last may be smaller).
+
+    Chunk i belongs to lane ``i % LANES``; a lane's chunks run in order on one thread, and lanes
+    run side by side on up to ``THREADS`` threads. Bodies write disjoint outputs or per-lane sums.
+    """
+    starts = list(range(0, n, step))
+    workers = min(_threads(), len(starts))
+
+    def lanes_of(worker):
+        for lane in range(worker, LANES, workers):
+            for n0 in starts[lane::LANES]:
+                body(n0, min(step, n - n0), lane)
+
+    if workers <= 1:
+        for i, n0 in enumerate(starts):
+            body(n0, min(step, n - n0), i % LANES)
+        return
+    pool, blas = _pool(workers)
+    with (blas.limit(limits=1) if blas is not None else contextlib.nullcontext()):
+        others = [pool.submit(lanes_of, worker) for worker in range(1, workers)]
+        try:
+            lanes_of(0)  # this thread is worker 0
+        finally:
+            for f in others:
+                f.result()  # waits, and re-raises a worker's error
+
+
+class _Scratch:
+    """One reusable buffer per lane, made on first use (each lane runs on a single thread)."""
+
+    def __init__(self, size: int, dtype):
+        self.size, self.dtype, self.bufs = size, dtype, [None] * LANES
+
+    def __getitem__(self, lane: int):
+        buf = self.bufs[lane]
+        if buf is None:
+            buf = self.bufs[lane] = np.empty(self.size, dtype=self.dtype)
+        return buf
+
+
+# --------------------------------------------------------------------------- the arithmetic
 
 
 def _im2col_view(x, kh, kw, sy, sx, ph, pw, dy, dx, oh, ow):
@@ -129,15 +215,17 @@ def _conv2d_forward_nhwc(x, W, b, sy, sx, ph, pw, dy, dx, oh, ow):
     wt = np.ascontiguousarray(W.transpose(2, 3, 1, 0), dtype=x.dtype).reshape(k, o)
     y = np.empty((n, o, p), dtype=x.dtype)
     step = _images_per_chunk(k * p * x.itemsize, n)
-    buf = np.empty(k * min(step, n) * p, dtype=x.dtype)
-    for n0 in range(0, n, step):
-        m = min(step, n - n0)
-        col = buf[:k * m * p]
+    scratch = _Scratch(k * step * p, x.dtype)
+
+    def body(n0, m, lane):
+        col = scratch[lane][:k * m * p]
         np.copyto(col.reshape(m, oh, ow, kh, kw, c), cols[n0:n0 + m])
         yy = np.dot(col.reshape(m * p, k), wt)  # (m*p, o)
         if b is not None:
             yy += b
         y[n0:n0 + m] = yy.reshape(m, p, o).transpose(0, 2, 1)
+
+    _run_chunks(n, step, body)
     return y.reshape(n, o, oh, ow)
 
 
@@ -157,15 +245,17 @@ def conv2d_forward(x, W, b=None, stride=1, pad=0, dilate=1, groups=1, cover_all=
     b3 = None if b is None else b.reshape(g, o // g, 1)
     y = np.empty((n, o, p), dtype=x.dtype)
     step = _images_per_chunk(k * p * x.itemsize, n)
-    buf = np.empty(k * min(step, n) * p, dtype=x.dtype)
-    for n0 in range(0, n, step):
-        m = min(step, n - n0)
-        col = buf[:k * m * p]
+    scratch = _Scratch(k * step * p, x.dtype)
+
+    def body(n0, m, lane):
+        col = scratch[lane][:k * m * p]
         np.copyto(col.reshape(c, kh, kw, m, oh, ow), cols[:, :, :, n0:n0 + m])
         yy = np.matmul(w3, col.reshape(g, cg * kh * kw, m * p))  # (g, o/g, m*p): one GEMM per group
         if b3 is not None:
             yy += b3
         y[n0:n0 + m] = yy.reshape(o, m, p).transpose(1, 0, 2)
+
+    _run_chunks(n, step, body)
     return y.reshape(n, o, oh, ow)
 
 
@@ -178,18 +268,23 @@ def conv2d_grad_w(x, gy, ksize, stride=1, pad=0, dilate=1, groups=1, cover_all=F
     cg = c // g
     cols = _im2col_view(x, kh, kw, sy, sx, ph, pw, dy, dx, oh, ow)
     k, p = c * kh * kw, oh * ow
-    acc = np.zeros((g, o // g, cg * kh * kw), dtype=x.dtype)
+    acc = np.zeros((LANES, g, o // g, cg * kh * kw), dtype=x.dtype)  # one sum per lane
     step = _images_per_chunk((k + o) * p * x.itemsize, n)
-    buf = np.empty(k * min(step, n) * p, dtype=x.dtype)
-    gbuf = np.empty(o * min(step, n) * p, dtype=x.dtype)
-    for n0 in range(0, n, step):
-        m = min(step, n - n0)
-        col = buf[:k * m * p]
+    scratch = _Scratch(k * step * p, x.dtype)
+    gscratch = _Scratch(o * step * p, x.dtype)
+
+    def body(n0, m, lane):
+        col = scratch[lane][:k * m * p]
         np.copyto(col.reshape(c, kh, kw, m, oh, ow), cols[:, :, :, n0:n0 + m])
-        g2 = gbuf[:o * m * p]
+        g2 = gscratch[lane][:o * m * p]
         np.copyto(g2.reshape(o, m, oh, ow), gy[n0:n0 + m].transpose(1, 0, 2, 3))
-        acc += np.matmul(g2.reshape(g, o // g, m * p), col.reshape(g, cg * kh * kw, m * p).transpose(0, 2, 1))
-    return acc.reshape(o, cg, kh, kw)
+        acc[lane] += np.matmul(g2.reshape(g, o // g, m * p), col.reshape(g, cg * kh * kw, m * p).transpose(0, 2, 1))
+
+    _run_chunks(n, step, body)
+    total = acc[0]
+    for lane in range(1, LANES):  # in lane order, whatever the thread count
+        total += acc[lane]
+    return total.reshape(o, cg, kh, kw)
 
 
 def deconv2d_forward(x, W, b=None, stride=1, pad=0, outsize=None, dilate=1, groups=1):
@@ -222,16 +317,18 @@ def deconv2d_forward(x, W, b=None, stride=1, pad=0, outsize=None, dilate=1, grou
         np.ascontiguousarray(W, dtype=x.dtype).reshape(g, cig, cog * kh * kw).transpose(0, 2, 1))
     hw = h * w
     step = _images_per_chunk((cout * kh * kw + cin) * hw * x.itemsize, n)
-    xbuf = np.empty(cin * min(step, n) * hw, dtype=x.dtype)
-    for n0 in range(0, n, step):
-        m = min(step, n - n0)
-        xb = xbuf[:cin * m * hw]
+    scratch = _Scratch(cin * step * hw, x.dtype)
+
+    def body(n0, m, lane):
+        xb = scratch[lane][:cin * m * hw]
         np.copyto(xb.reshape(cin, m, h, w), x[n0:n0 + m].transpose(1, 0, 2, 3))
         gcol = np.matmul(wt, xb.reshape(g, cig, m * hw)).reshape(cout, kh, kw, m, h, w)
         im = img[n0:n0 + m].transpose(1, 0, 2, 3)  # (cout, m, hp, wp) view
         for i in range(kh):
             for j in range(kw):
                 im[:, :, i * dy:i * dy + sy * (h - 1) + 1:sy, j * dx:j * dx + sx * (w - 1) + 1:sx] += gcol[:, i, j]
+
+    _run_chunks(n, step, body)
     y = img[:, :, ph:ph + outh, pw:pw + outw]
     if b is not None:
         y += b.reshape(1, cout, 1, 1)
