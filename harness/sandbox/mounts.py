@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from harness import tracks
 from harness.sandbox.constants import BWRAP, INPUT_MOUNT, OUTPUT_MOUNT, SETPRIV, SUBMISSION_MOUNT
 from harness.sandbox.limits import Limits, _prlimit_args
 
@@ -78,7 +79,7 @@ def _etc_binds() -> list[str]:
 RUNTIME_FILES = ("__init__.py", "compat.py", "chainer_env.py")
 RUNTIME_PACKAGES = ("ingestion",)
 _runtime_lock = threading.Lock()
-_runtime_copy: str | None = None
+_runtime_copies: dict[tuple, str] = {}  # by the track folders registered when it was built
 
 
 def package_dir() -> str:
@@ -91,10 +92,10 @@ def runtime_copy() -> str:
     ``__init__.py``, ``compat.py``, ``chainer_env.py`` and ``ingestion/``. Built once per process
     (into a temporary folder, then renamed into place, so a reader never sees half of it) and
     bound at the package's real path inside the sandbox, hiding every other file of the package."""
-    global _runtime_copy
+    plugins = tuple(sorted((t.name, t.ingestion) for t in tracks.all_tracks() if t.is_plugin))
     with _runtime_lock:
-        if _runtime_copy is not None and os.path.isdir(_runtime_copy):
-            return _runtime_copy
+        if plugins in _runtime_copies and os.path.isdir(_runtime_copies[plugins]):
+            return _runtime_copies[plugins]
         src = package_dir()
         base = tempfile.mkdtemp(prefix=f"harness-runtime-{os.getpid()}-")  # pid: swept (sweep.py) if killed
         os.chmod(base, 0o755)  # traversable by the sandbox uid
@@ -107,6 +108,8 @@ def runtime_copy() -> str:
             for name in sorted(os.listdir(os.path.join(src, pkg))):
                 if name.endswith(".py") and os.path.isfile(os.path.join(src, pkg, name)):
                     shutil.copyfile(os.path.join(src, pkg, name), os.path.join(staging, pkg, name))
+        for name, ingestion in plugins:  # a track folder's ingestion side, as harness.ingestion.plugin_<name>
+            shutil.copyfile(ingestion, os.path.join(staging, "ingestion", f"plugin_{name}.py"))
         for dirpath, _dirs, files in os.walk(staging):
             os.chmod(dirpath, 0o755)
             for f in files:
@@ -114,7 +117,7 @@ def runtime_copy() -> str:
         final = os.path.join(base, "harness")
         os.rename(staging, final)
         atexit.register(shutil.rmtree, base, True)
-        _runtime_copy = final
+        _runtime_copies[plugins] = final
         return final
 
 
@@ -137,9 +140,9 @@ def _python_roots() -> list[str]:
 
 
 def _package_binds() -> list[tuple[str, str]]:
-    """(host, sandbox) binds putting the runtime copy at the package's path, unless the package
-    lives inside a bound root already (a regular, non-editable install in site-packages): there
-    the copy is bound over it too, so the scoring code is hidden either way."""
+    """(host, sandbox) binds putting the runtime copy at the package's path. Bound after the
+    environment's roots, so a regular (non-editable) install inside the bound venv is covered by
+    the copy too: the scoring code is hidden either way."""
     return [(runtime_copy(), package_dir())]
 
 
