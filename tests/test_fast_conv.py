@@ -7,6 +7,9 @@ compares outputs and gradients (gx, gW, gb): within 1e-5 of the largest magnitud
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 import pytest
 
@@ -256,6 +259,26 @@ def test_a_failing_worker_raises_in_the_caller(monkeypatch):
     # lanes 0 and 2 (chunks 0, 4) ran here, lane 1 (chunk 2) failed on the worker, which then
     # skipped lane 3 (chunk 6); the caller waited for it before raising
     assert sorted(seen) == [0, 2, 4]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_threads_work_in_a_forked_child(monkeypatch):
+    """A fork keeps the pool object but not its threads: the child must make its own."""
+    monkeypatch.setattr(fast_conv, "THREADS", 2)
+    x = np.ones((4, 1, 5, 5), np.float32)
+    W = np.ones((2, 1, 3, 3), np.float32)
+    expected = fast_conv.conv2d_forward(x, W, pad=1)  # makes the pool here
+    monkeypatch.setattr(fast_conv, "CHUNK_BYTES", 1)
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if the threaded computation finishes and agrees
+        code = 1
+        try:
+            signal.alarm(20)
+            code = 0 if np.array_equal(fast_conv.conv2d_forward(x, W, pad=1), expected) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def double_backward(on):

@@ -114,9 +114,12 @@ def _threads() -> int:
 def _pool(workers: int):
     """A lazily made thread pool and a way to make BLAS single-threaded (None without threadpoolctl)."""
     with _lock:
+        if _pool_state.get("pid") != os.getpid():  # new, or inherited by a fork without its threads
+            _pool_state.clear()
+            _pool_state["pid"] = os.getpid()
         if _pool_state.get("workers", 0) < workers:
             old = _pool_state.get("pool")
-            _pool_state["pool"] = ThreadPoolExecutor(workers, thread_name_prefix="fast_conv")
+            _pool_state["pool"] = ThreadPoolExecutor(workers - 1, thread_name_prefix="fast_conv")
             _pool_state["workers"] = workers
             if old is not None:
                 old.shutdown(wait=False)
