@@ -6,7 +6,6 @@ import warnings
 import numpy as np
 import pytest
 
-from harness.scoring.metrics.copy_detection import PixelIndex, copy_rate, copy_threshold, nearest_neighbour_distances
 from harness.scoring.metrics.generative import (
     class_entropy,
     classes_covered,
@@ -207,51 +206,7 @@ def test_prdc_against_brute_force():
     assert got == pytest.approx(expected)
 
 
-# --- copy rate -------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def pixels(mnist):
-    """A small, fast split: 5,000 training and 1,000 test images."""
-    return mnist.train_x[:5000], mnist.test_x[:1000]
-
-
-def test_nearest_neighbour_distances_exact(pixels):
-    train, test = pixels
-    got = nearest_neighbour_distances(test[:40], train)
-    q = test[:40].astype(np.float64) / 255
-    t = train.astype(np.float64) / 255
-    brute = np.sqrt(((q ** 2).sum(1)[:, None] + (t ** 2).sum(1)[None] - 2 * q @ t.T).clip(0)).min(1)
-    assert got == pytest.approx(brute, abs=1e-6)
-
-
-def test_pixel_index_is_exact(pixels):
-    train, test = pixels
-    nn = nearest_neighbour_distances(test, train)
-    index = PixelIndex(train)
-    for radius in (np.quantile(nn, 0.01), np.median(nn), np.quantile(nn, 0.9)):
-        assert np.array_equal(index.any_within(test, radius), nn < radius)
-
-
-def test_copy_rate_flags_training_images_not_test_images(pixels, mnist):
-    train, test = pixels
-    from harness import data
-
-    threshold = copy_threshold(train, test)
-    index = PixelIndex(train)
-    copies = data.to_images(train[:500])
-    assert copy_rate(copies, train, test, threshold=threshold, index=index) == 1.0
-    # lightly perturbed copies are still copies
-    noisy = np.clip(copies + np.random.default_rng(0).normal(0, 0.01, copies.shape), 0, 1).astype(np.float32)
-    assert copy_rate(noisy, None, None, threshold=threshold, index=index) > 0.95
-    held_out = data.to_images(mnist.test_x[5000:5500])
-    assert copy_rate(held_out, None, None, threshold=threshold, index=index) < 0.02
-    noise = np.random.default_rng(1).uniform(0, 1, (200, 1, 28, 28)).astype(np.float32)
-    assert copy_rate(noise, None, None, threshold=threshold, index=index) == 0.0
-
-
-def test_copy_rate_plain_call(pixels):
-    train, test = pixels
-    assert copy_rate(train[:100], train[:2000], test[:300]) == 1.0
+# copy detection: tests/test_copy_detection.py
 
 
 # --- sample grid -----------------------------------------------------------------------------

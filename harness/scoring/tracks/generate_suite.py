@@ -8,7 +8,7 @@ import numpy as np
 
 from harness import data
 from harness.scoring import reference_classifier as reference
-from harness.scoring.metrics.copy_detection import PixelIndex, copy_rate, nearest_neighbour_distances
+from harness.scoring.metrics.copy_detection import CopyIndex, copy_rate, copy_thresholds
 from harness.scoring.metrics.generative import (COPY_QUANTILE, KID_SEED, KID_SUBSET_SIZE, KID_SUBSETS, METRIC_KEYS,
                                                 MIN_CLASS_SHARE, NEAREST_K, class_entropy, classes_covered,
                                                 classifier_score, frechet_distance, gaussian_statistics, kid,
@@ -22,7 +22,8 @@ _context: dict[str, object] = {}  # this process's real-data statistics (see _re
 def prepare_real_statistics() -> None:
     """Fill the disk caches :func:`generative_metrics` reads (a few tens of seconds, once per
     machine and reference classifier): test-set features and their Gaussian fit and k-NN radii,
-    the KID terms of the test subsets, the test-to-train pixel distances of the copy radius."""
+    the KID terms of the test subsets, the copy index of the training images and the test
+    images' copy scores (its thresholds)."""
     _real_context()
     _real_kid_within(KID_SUBSET_SIZE)
 
@@ -40,17 +41,30 @@ def _real_context() -> dict[str, object]:
         f"reference-{sha}-test-knn{NEAREST_K}-v2.npz",
         lambda: {"radii_sq": kth_neighbour_sq_distances(feats, NEAREST_K)},
         {"radii_sq": (len(feats),)})["radii_sq"]
-    data_key = data.SHA256["train_x"][:8] + data.SHA256["test_x"][:8]
-    nn = data.cached_arrays(
-        f"copy-test-to-train-{data_key}.npz",
-        lambda: {"distances": nearest_neighbour_distances(m.test_x, m.train_x)},
-        {"distances": (len(m.test_x),)})["distances"]
-    _context.update(
-        features=feats, mu=mu, sigma=sigma, radii_sq=radii, kid_within={},
-        copy_threshold=float(np.quantile(nn, COPY_QUANTILE)),
-        index=PixelIndex(m.train_x),
-    )
+    _context.update(features=feats, mu=mu, sigma=sigma, radii_sq=radii, kid_within={})
+    _context.update(_copy_context(m))
     return _context
+
+
+COPY_CACHE_VERSION = "v1"  # bump when CopyIndex's settings or scores change
+
+
+def _copy_context(m) -> dict[str, object]:
+    """The copy index of the 60k training images (its state cached on disk: a fresh process only
+    wraps the arrays) and the two copy thresholds, from the test images' cached copy scores."""
+    data_key = data.SHA256["train_x"][:8] + data.SHA256["test_x"][:8]
+    train = m.train_x.reshape(-1, 28, 28)
+    state = data.cached_arrays(f"copy-index-{data_key}-{COPY_CACHE_VERSION}.npz",
+                               lambda: CopyIndex(train).state(), CopyIndex.state_shapes(len(train)))
+    index = CopyIndex(train, state=state)
+
+    def test_scores():
+        single, pair = index.scores(m.test_x.reshape(-1, 28, 28))
+        return {"single": single, "pair": pair}
+
+    scores = data.cached_arrays(f"copy-test-scores-{data_key}-{COPY_CACHE_VERSION}.npz", test_scores,
+                                {"single": (len(m.test_x),), "pair": (len(m.test_x),)})
+    return {"copy_index": index, "copy_thresholds": copy_thresholds(scores["single"], scores["pair"], COPY_QUANTILE)}
 
 
 def _real_kid_within(m: int) -> np.ndarray:
@@ -74,7 +88,7 @@ def generative_metrics(samples: np.ndarray) -> dict[str, float]:
 
     Real data is the canonical 10k test set (all of it, no subsampling): its features, their
     Gaussian fit and their k-NN radii are computed once and cached (``data.cache_dir()``), as are
-    the test-to-train pixel distances behind the copy radius.
+    the copy index of the training images and the test images' copy scores behind its thresholds.
 
     Args:
         samples: float32 (N, 1, 28, 28) in [0, 1] (the spec's N is 10,000; N >= 6 works, but
@@ -110,7 +124,7 @@ def generative_metrics(samples: np.ndarray) -> dict[str, float]:
         "coverage": prdc["coverage"],
         "class_entropy": class_entropy(probs),
         "classes_covered": classes_covered(probs, MIN_CLASS_SHARE),
-        "copy_rate": copy_rate(x, None, None, threshold=ctx["copy_threshold"], index=ctx["index"]),
+        "copy_rate": copy_rate(x, ctx["copy_index"], ctx["copy_thresholds"]),
     }
     assert tuple(result) == METRIC_KEYS
     return result
