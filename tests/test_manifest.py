@@ -50,3 +50,31 @@ def test_all_problems_reported_at_once(make_submission):
 def test_missing_manifest(tmp_path):
     with pytest.raises(manifest.ManifestError, match="submission.yaml: missing"):
         manifest.load(tmp_path)
+
+
+def test_constructor_arguments_and_notebooks(make_submission):
+    sub = make_submission("submissions/_template", "erin", manifest=(
+        "name: A\nclassify:\n  model: course.ipynb:Model1\n  model_args: {n_units: 1000, n_out: 10, act: relu}\n"
+        "generate:\n  generator: gan.py:Generator\n  generator_args: {n_hidden: 100, sizes: [64, 32]}\n"
+        "  discriminator: gan.py:Discriminator\n  discriminator_args:\n"))
+    (sub / "course.ipynb").write_text("{}")
+    (sub / "gan.py").write_text("")
+    m = manifest.load(sub)
+    assert str(m.tracks["classify"].classes["model"]) == "course.ipynb:Model1"
+    assert m.tracks["classify"].class_args == {"model": {"n_units": 1000, "n_out": 10, "act": "relu"}}
+    assert m.tracks["generate"].class_args == {"generator": {"n_hidden": 100, "sizes": [64, 32]}, "discriminator": {}}
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ("  modle_args: {n: 1}\n", "classify.modle_args: unknown key (known keys for classify: model, model_args,"),
+    ("  model_args: [1000, 10]\n", "classify.model_args: expected a mapping of constructor arguments like "
+                                   "{n_units: 1000, n_out: 10}, found [1000, 10]"),
+    ("  model_args: {when: 2020-01-01}\n", "classify.model_args: when: expected numbers, text, booleans or lists"),
+    ("  generator_args: {n: 1}\n", "classify.generator_args: unknown key"),
+])
+def test_constructor_argument_mistakes_are_named(make_submission, extra, expected):
+    sub = make_submission("submissions/_template", "fred",
+                          manifest="name: A\nclassify:\n  model: classifier.py:Classifier\n" + extra)
+    with pytest.raises(manifest.ManifestError) as info:
+        manifest.load(sub)
+    assert expected in str(info.value)

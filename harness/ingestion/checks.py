@@ -40,13 +40,15 @@ def run_check(job: Job, track) -> dict:
         warnings += w
         if src.notebook:
             warnings += notebook_warnings(src)
-        blocking += source_mod.scan_imports(src, job.device.xp is not np)[0]
+        missing, stubbed, _ = source_mod.scan_imports(src, job.device.xp is not np)
+        blocking += missing
+        warnings += stubbed
     if not blocking:
         try:
             problems += track.check(job)
         except SubmissionError as exc:
             problems += exc.problems
-    return {"problems": blocking + problems, "warnings": warnings + job.warnings}
+    return {"problems": blocking + problems, "warnings": list(dict.fromkeys(warnings + job.warnings))}
 
 
 # ----- the source: numpy and device calls wherever the harness calls the student's code
