@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--quick", action="store_true", help="small training subset and one epoch: feedback in about a minute")
     running.add_argument("--device", default="@numpy", help="@numpy (default), @cupy:N or auto")
     running.add_argument("--no-sandbox", action="store_true", help="run student code without isolation (trusted code only)")
+    running.add_argument("--stock-chainer", action="store_true",
+                         help="on the CPU, run Chainer's own convolution instead of the harness's faster one "
+                              "(same as cpu_convolution: stock in competition.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("data", parents=[common], help="make MNIST available offline and print its checksums")

@@ -124,6 +124,8 @@ def isolation_from_args(args) -> str | None:
 def grade_options(args, kind: str = "submission"):
 
     comp = competition_mod.load(args.config)
+    if getattr(args, "stock_chainer", False):  # Chainer's own CPU convolution (recorded with each run)
+        comp = dataclasses.replace(comp, raw={**comp.raw, "cpu_convolution": "stock"})
     tracks = tuple(args.track) if getattr(args, "track", None) else TRACKS
     store_dir = Path(args.db_path).parent
     return GradeOptions(competition=comp, tracks=tracks, quick=args.quick, device=resolve_device(args.device),

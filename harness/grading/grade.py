@@ -67,6 +67,7 @@ class TrackResult:
     created_at: str = ""
     profile: str = ""
     kind: str = ""
+    convolution: str = ""  # the CPU convolution the ingestion ran: harness-fast-conv | chainer ("" if unknown)
 
     def as_json(self) -> dict:
         d = dict(self.__dict__)
@@ -176,8 +177,38 @@ def training_settings(spec: manifest_mod.TrackSpec, comp: Competition, quick: bo
                 "optimizer_args": spec.optimizer_args}
     if quick:  # feedback within about a minute, whatever the model: one epoch, and a training-time budget
         settings["epochs"] = min(epochs, int(comp["quick"]["max_epochs"]))
-        settings["max_train_seconds"] = float(comp["quick"]["max_train_seconds"])
+        settings["max_train_seconds"] = quick_train_seconds(comp, track)
+    settings["cpu_convolution"] = cpu_convolution(comp)
     return settings, clamped
+
+
+CONVOLUTIONS = {"fast": "harness-fast-conv", "stock": "chainer"}  # competition.yaml cpu_convolution -> recorded name
+
+
+def cpu_convolution(comp: Competition) -> str:
+    """``cpu_convolution`` of competition.yaml (``--stock-chainer`` sets it to ``stock``): on the CPU the
+    ingestion runs Chainer's 2-D (de)convolutions with the harness's own kernels (``fast``) or Chainer's."""
+    value = comp.raw.get("cpu_convolution", "fast")
+    if value not in CONVOLUTIONS:
+        raise ValueError(f"{comp.path}: cpu_convolution is {value!r}, expected one of: {', '.join(CONVOLUTIONS)}")
+    return value
+
+
+def quick_train_seconds(comp: Competition, track: str) -> float:
+    """The --quick training budget of ``track``: ``quick.max_train_seconds``, a number or per track."""
+    budget = comp["quick"]["max_train_seconds"]
+    if isinstance(budget, dict):
+        if track not in budget:
+            raise ValueError(f"{comp.path}: quick.max_train_seconds has no entry for the '{track}' track "
+                             f"(found: {', '.join(budget) or 'none'}); give one, e.g. {track}: 25")
+        budget = budget[track]
+    return float(budget)
+
+
+def ran_convolution(meta: dict) -> str:
+    """Which CPU convolution the ingestion says it ran (meta.json is untrusted: only a known name counts)."""
+    value = meta.get("convolution")
+    return value if value in CONVOLUTIONS.values() else ""
 
 
 def limits_for(comp: Competition, quick: bool) -> sandbox.Limits:
@@ -302,6 +333,7 @@ def grade_track(path: Path, spec: manifest_mod.TrackSpec, opts: GradeOptions, mn
             except InvalidOutput as exc:
                 return TrackResult("INVALID_OUTPUT", named + str(exc), **base)
             meta["train_seconds"] = min(max(float(seconds), 0.0), result.wall_seconds)
+            base["convolution"] = ran_convolution(meta)
             outputs[ij.name], metas[ij.name] = work / "output", meta
             # the student's last log lines, each model's own (named) when there are several
             log += [tag + line for line in log_tail(meta.get("log"), max(8, LOG_LINES // len(ingestion_jobs)))]
@@ -411,7 +443,8 @@ def _grade_submission(path: Path, opts: GradeOptions, store: Store | None, progr
                       profile=r.profile, status=r.status, message=r.message,
                       metrics=r.metrics, seconds=r.seconds, device=r.device, seed=r.seed, isolation=r.isolation,
                       clamped=r.clamped, artifacts=r.artifacts, kind=opts.kind, harness_version=__version__,
-                      versions={**versions(), "config": config_sha256(opts.competition, opts.seed)},  # --resume
+                      versions={**versions(), "config": config_sha256(opts.competition, opts.seed),  # --resume
+                                **({"convolution": r.convolution} if r.convolution else {})},
                       run_uid=run_uid, created_at=r.created_at)
             r.run_id = store.add(run).id
     return SubmissionResult(sub_id, clip_text(name, 200), resolved, sha, results)

@@ -27,6 +27,7 @@ def main(argv=None) -> int:
     job = None
     try:
         job = Job(args.submission, args.input, args.output)
+        convolution = cpu_convolution(job)  # installed before the student's model is built
         track = importlib.import_module(job.spec.get("ingestion_module") or f"harness.ingestion.{job.track}")
         if job.spec.get("mode") == "check":
             from harness.ingestion.checks import run_check
@@ -34,6 +35,7 @@ def main(argv=None) -> int:
             (args.output / "check.json").write_text(json.dumps(run_check(job, track)))
             return 0
         track.run(job)
+        record_convolution(args.output, convolution)
         return 0
     except SubmissionError as exc:
         return fail("INVALID_SUBMISSION", "\n".join(exc.problems) if len(exc.problems) > 1 else str(exc), 3)
@@ -43,6 +45,28 @@ def main(argv=None) -> int:
         return fail("OUT_OF_MEMORY", f"ran out of memory ({describe(exc)})", 4)
     except Exception as exc:
         return fail("CRASH", job.describe(exc) if job is not None else describe(exc), 1)
+
+
+def cpu_convolution(job) -> str:
+    """On the CPU, Chainer's 2-D (de)convolutions run the harness's own faster kernels (fast_conv)
+    unless the job asks for stock Chainer (``harness grade --stock-chainer``, or ``cpu_convolution:
+    stock`` in competition.yaml). Returns which one runs, for the results."""
+    from harness.ingestion import fast_conv
+
+    if job.device.xp.__name__ == "numpy" and job.spec.get("cpu_convolution", "fast") != "stock":
+        fast_conv.install()
+    else:
+        fast_conv.uninstall()
+    return fast_conv.describe()
+
+
+def record_convolution(output: Path, convolution: str) -> None:
+    """Add which CPU convolution ran to the track's meta.json (the grader records it with the run)."""
+    meta_path = output / "meta.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        meta["convolution"] = convolution
+        meta_path.write_text(json.dumps(meta))
 
 
 if __name__ == "__main__":

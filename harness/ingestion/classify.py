@@ -23,6 +23,11 @@ def run(job: Job) -> None:
                                       lambda settings: train_classifier(model, train_x, train_y, settings, job))
 
     bs = eval_batch_size(device)
+    if (job.inputs / "train_eval_idx.npy").is_file():  # --quick: train accuracy from a fixed subset
+        positions = job.array("train_eval_idx")
+        job.log(f"--quick: train accuracy and loss measured on {len(positions):,} of the {len(train_x):,} "
+                f"training images")
+        train_x = device.send(job.images("train_x")[positions])
     job.write("train_logits", predict(model, train_x, bs, job, "evaluate train"))
     job.write("test_logits", predict(model, test_x, bs, job, "evaluate test"))
     job.save_weights(model, "model")

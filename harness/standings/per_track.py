@@ -7,15 +7,17 @@ from dataclasses import dataclass, field
 
 from harness.store import Run, Store
 from harness.standings.visibility import shown_key
+from harness import competition as competition_mod
 from harness import tracks
 
 
 
 @dataclass
 class Row:
-    rank: int | None  # None for reference rows and failed runs
+    rank: int | None  # None for reference rows, failed runs and unranked runs
     run: Run
     score: float | None
+    unranked: str | None = None  # why an OK run is not ranked ("unranked: copy_rate 0.97 > ...")
 
     @property
     def is_reference(self) -> bool:
@@ -40,13 +42,34 @@ def _score(run: Run, key: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+def unranked_reason(track: str, metrics: dict, comp=None) -> str | None:
+    """Why an OK run must not be ranked, or None. The generate track: ``copy_rate`` above
+    ``generate.max_copy_rate`` of ``competition.yaml`` (a memoriser never tops the leaderboard)."""
+    if track != "generate":
+        return None
+    comp = comp if comp is not None else competition_mod.load()
+    limit = (comp.raw.get("generate") or {}).get("max_copy_rate")
+    value = metrics.get("copy_rate")
+    if limit is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    if not math.isfinite(value) or value > float(limit):
+        return (f"unranked: copy_rate {value:.2f} > max_copy_rate {float(limit):g}: "
+                "samples copy training images")
+    return None
+
+
 def standings(store: Store, track: str, profile: str = "full", private: bool | None = None,
-              selection: str = "latest") -> Standings:
+              selection: str = "latest", comp=None) -> Standings:
     """One row per submission (and per reference row): its latest run, or its best OK run.
 
     Ranked by the track's key (the public half until revealed; the private half after, or when
     asked). Equal scores share a rank (1, 2, 2, 4). Reference rows are placed by score, unranked.
+    An OK run that breaks a rule of the competition (:func:`unranked_reason`, e.g. a generator
+    whose samples copy training images) is listed after the ranked rows, unranked, with the reason.
+    ``comp``: the competition (default: ``competition.load()``, i.e. ``$HARNESS_CONFIG``,
+    ``./competition.yaml`` or the packaged one).
     """
+    comp = comp if comp is not None else (competition_mod.load() if track == "generate" else None)
     if private is None:
         private = store.revealed
     spec = tracks.get(track)
@@ -65,8 +88,11 @@ def standings(store: Store, track: str, profile: str = "full", private: bool | N
     scored = [(r, _score(r, key)) for r in chosen.values()]
     ok = sorted([(r, s) for r, s in scored if r.status == "OK" and s is not None],
                 key=lambda rs: (-sign * rs[1], rs[0].submission_id))
+    flagged = {r.id: unranked_reason(track, r.metrics, comp) for r, _ in ok}
     rows, rank, prev_score, seen = [], 0, None, 0
     for run, s in ok:
+        if flagged[run.id] and run.kind == "submission":
+            continue
         if run.kind == "submission":
             seen += 1
             if s != prev_score:
@@ -75,6 +101,7 @@ def standings(store: Store, track: str, profile: str = "full", private: bool | N
             rows.append(Row(rank, run, s))
         else:
             rows.append(Row(None, run, s))
+    rows += [Row(None, r, s, flagged[r.id]) for r, s in ok if flagged[r.id] and r.kind == "submission"]
     failed = sorted([r for r, s in scored if not (r.status == "OK" and s is not None)], key=lambda r: r.submission_id)
     rows += [Row(None, r, None) for r in failed]
     return Standings(track, profile, private, key, rows)

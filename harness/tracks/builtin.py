@@ -6,7 +6,8 @@ CLASSIFY = register(Track(
     name="classify", roles=("model",), rank_key="test_accuracy_public", private_rank_key="test_accuracy_private",
     higher_is_better=True,
     public_keys=frozenset({"test_accuracy_public", "accuracy_gap_public", "test_loss_public", "loss_gap_public",
-                           "train_accuracy", "train_loss", "params", "train_seconds"}),
+                           "train_accuracy", "train_loss", "params", "train_seconds",
+                           "train_accuracy_subset"}),  # --quick: train accuracy/loss on this many images
     columns=(("test_accuracy", "test acc", "{:.4f}"), ("train_accuracy", "train acc", "{:.4f}"),
              ("accuracy_gap", "acc gap", "{:+.4f}"), ("test_loss", "test loss", "{:.4f}"),
              ("params", "params", "{:,}"), ("train_seconds", "train s", "{:.1f}")),

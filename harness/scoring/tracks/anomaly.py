@@ -51,7 +51,8 @@ def jobs(ctx: ScoringContext) -> list[IngestionJob]:
     n_models = ("course" in s["protocols"]) + len(digits)
     budget = {}
     if ctx.quick:
-        budget["max_train_seconds"] = float(ctx.competition["quick"]["max_train_seconds"]) / max(1, n_models)
+        quick = ctx.competition["quick"]["max_train_seconds"]  # a number, or one per track
+        budget["max_train_seconds"] = float(quick["anomaly"] if isinstance(quick, dict) else quick) / max(1, n_models)
     out = []
     if "course" in s["protocols"]:
         def write_course(input_dir: Path) -> None:

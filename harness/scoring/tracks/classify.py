@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from harness.scoring.metrics.classify import classification_metrics
 from harness.scoring.outputs import count_npz_params, read_array
 from harness.scoring.tracks.context import ScoringContext, save_inputs
@@ -11,18 +13,38 @@ from harness.store.artifacts import write_json
 from harness.scoring.metrics.classify import confusion_matrix
 
 
+def train_eval_positions(ctx: ScoringContext) -> np.ndarray | None:
+    """--quick: the positions, within the training subset, of the images whose logits give the train
+    accuracy and loss (``quick.train_eval_subset``, fixed and seeded); None: every training image."""
+    if not ctx.quick or not ctx.competition["quick"].get("train_eval_subset"):
+        return None
+    n, k = len(ctx.train_indices()), int(ctx.competition["quick"]["train_eval_subset"])
+    if k >= n:
+        return None
+    rng = np.random.default_rng(int(ctx.competition["split_seed"]) + 1)
+    return np.sort(rng.permutation(n)[:k])
+
+
 def write_inputs(ctx: ScoringContext, input_dir: Path) -> dict:
     idx = ctx.train_indices()
     save_inputs(input_dir, train_x=ctx.mnist.train_x[idx], train_y=ctx.mnist.train_y[idx], test_x=ctx.mnist.test_x)
+    positions = train_eval_positions(ctx)
+    if positions is not None:  # the ingestion returns logits for these training images only
+        save_inputs(input_dir, train_eval_idx=positions)
     return {}
 
 
 def score(ctx: ScoringContext, output_dir: Path, meta: dict) -> tuple[dict, dict]:
     idx = ctx.train_indices()
+    positions = train_eval_positions(ctx)
+    if positions is not None:
+        idx = idx[positions]
     train_logits = read_array(output_dir, "train_logits.npy", (len(idx), 10))
     test_logits = read_array(output_dir, "test_logits.npy", (len(ctx.mnist.test_x), 10))
     public = ctx.competition.public_mask(len(ctx.mnist.test_x))
     metrics = classification_metrics(ctx.mnist.train_y[idx], train_logits, ctx.mnist.test_y, test_logits, public)
+    if positions is not None:  # said in the results: train accuracy/loss come from this many images
+        metrics["train_accuracy_subset"] = len(idx)
     metrics["params"] = count_npz_params(output_dir, "model.npz")
     metrics["train_seconds"] = float(meta.get("train_seconds", 0.0))
     return metrics, confusion_artifact(ctx, test_logits, public)
