@@ -232,13 +232,13 @@ def leaderboard_csv(per_track: list[Standings], overall: Overall | None) -> str:
             m = shown_metrics(st, r)
             rows.append([st.track, row.rank or "", r.submission_id, r.name, r.kind, r.status, st.rank_key,
                          "" if row.score is None else row.score]
-                        + [m.get(k, "") for k in metric_keys] + [r.id, r.run_uid, r.created_at, r.sha256])
+                        + [m.get(k, "") for k in metric_keys] + [r.id, r.run_uid, r.created_at, r.sha256, row.unranked or ""])
     if overall is not None:
         for o in overall.rows:
             rows.append(["overall", o.rank or "", o.submission_id, o.name, "submission", "", overall.method,
-                         "" if o.value is None else o.value] + ["" for _ in metric_keys] + ["", "", "", ""])
+                         "" if o.value is None else o.value] + ["" for _ in metric_keys] + ["", "", "", "", ""])
     return csv_text(["track", "rank", "submission", "name", "kind", "status", "ranked_by", "score"] + metric_keys
-                    + ["run_id", "run_uid", "created_at", "sha256"], rows)
+                    + ["run_id", "run_uid", "created_at", "sha256", "unranked"], rows)
 
 
 def leaderboard_json(per_track, overall, comp, revealed: bool, private: bool) -> dict:

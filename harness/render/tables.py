@@ -90,9 +90,11 @@ def table_rows(st: Standings) -> tuple[list[str], list[list[str]]]:
     for row in st.rows:
         r = row.run
         m = shown_metrics(st, r)
-        rank = str(row.rank) if row.rank is not None else ("ref" if row.is_reference and r.status == "OK" else "-")
+        rank = str(row.rank) if row.rank is not None else ("ref" if row.is_reference and r.status == "OK" else
+                                                           "unranked" if row.unranked else "-")
         cells = [fmt(m.get(k), f) if r.status == "OK" else "" for k, _, f in cols]
-        body.append([rank, cell(r.submission_id), cell(r.name)] + cells + [cell(r.status, 40)])
+        status = cell(row.unranked, 200) if row.unranked else cell(r.status, 40)  # the reason a run is unranked
+        body.append([rank, cell(r.submission_id), cell(r.name)] + cells + [status])
     return header, body
 
 
@@ -112,7 +114,7 @@ def render_rich(st: Standings, highlight: set[int] = frozenset(), title: str | N
             style = "bold black on yellow"
         elif row.is_reference:
             style = "dim italic"
-        elif row.run.status != "OK":
+        elif row.run.status != "OK" or row.unranked:
             style = "red"
         table.add_row(*(Text(c) for c in cells), style=style)  # names are untrusted: never markup
     return table
@@ -139,9 +141,11 @@ def render_text(st: Standings, fmt_name: str) -> str:
         return markdown_table(f"{st.track} ({st.profile}, ranked by {st.rank_key})", header, body)
     if fmt_name == "csv":
         keys = [k for k, _, _ in columns(st.track, st.private)]
-        return csv_text(["track", "rank", "submission", "name", "kind", "status"] + keys + ["run_id", "created_at"],
+        return csv_text(["track", "rank", "submission", "name", "kind", "status"] + keys
+                        + ["run_id", "created_at", "unranked"],
                         ([st.track, row.rank or "", row.run.submission_id, row.run.name, row.run.kind, row.run.status]
-                         + [shown_metrics(st, row.run).get(k, "") for k in keys] + [row.run.id, row.run.created_at]
+                         + [shown_metrics(st, row.run).get(k, "") for k in keys]
+                         + [row.run.id, row.run.created_at, row.unranked or ""]
                          for row in st.rows))
     if fmt_name == "json":
         return json.dumps(standings_json(st), indent=2) + "\n"
@@ -157,7 +161,8 @@ def standings_json(st: Standings) -> dict:
     return {"track": st.track, "profile": st.profile, "ranked_by": st.rank_key, "rows": [
         {"rank": row.rank, "submission": cell(row.run.submission_id, None), "name": cell(row.run.name, None),
          "kind": row.run.kind, "status": cell(row.run.status, None),
-         "metrics": {k: shown_metrics(st, row.run).get(k) for k in keys}, "run_id": row.run.id}
+         "metrics": {k: shown_metrics(st, row.run).get(k) for k in keys}, "run_id": row.run.id,
+         "unranked": row.unranked}
         for row in st.rows]}
 
 
