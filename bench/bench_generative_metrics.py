@@ -6,10 +6,10 @@
 Prints, in one process: the one-time preparation of the cached real-data statistics (cold
 only the first time on a machine), a plain forward pass of the reference classifier over
 10,000 images (the reference run), then ``generative_metrics`` on four kinds of samples: the
-test set itself (real against real), training digits shifted by one pixel (new, realistic
+test set itself (real against real), training images shifted by one pixel (a memoriser
 digits: no copies), training images (a memoriser: every sample is a copy) and uniform noise,
 each with seconds and the ratio to the reference run.
-The spec's budget: at most 15 s for the whole suite on 10,000 samples on a 2-core CPU.
+The budget (issue 13): at most 3 s for the whole suite on 10,000 samples on an idle 2-core CPU.\nEach case also prints its ratio to the newest saved run (``--save`` writes bench/results/generative-<time>.txt).
 Wall seconds depend on what else runs on the machine; CPU seconds (all threads of this
 process) and the ratios to the forward pass much less so.
 """
@@ -37,7 +37,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=10000)
     p.add_argument("--repeat", type=int, default=1)
-    p.add_argument("--breakdown", action="store_true", help="also time each metric separately")
+    p.add_argument("--breakdown", action="store_true", help="also time each stage separately, with its share")
+    p.add_argument("--save", action="store_true", help="save the results as bench/results/generative-<time>.txt")
     args = p.parse_args(argv)
 
     m = data.load_or_prepare()
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
     train_images = data.to_images(m.train_x[rng.permutation(60000)[:n]])
     cases = {
         "the test set itself": test_images,
-        "training digits shifted 1 px (new digits)": np.roll(train_images, 1, axis=3),
+        "training copies shifted 1 px (a hiding memoriser)": np.roll(train_images, 1, axis=3),
         "training copies (a memoriser)": train_images,
         "uniform noise": rng.uniform(0, 1, (n, 1, 28, 28)).astype(np.float32),
     }
@@ -67,25 +68,30 @@ def main(argv=None) -> int:
 
     if args.breakdown:
         ctx = generate_suite._real_context()
+        shares_of = {}
         for name, x in cases.items():
-            t = time.perf_counter()
-            _, feats = reference.predict(x)
-            stages = {"forward": time.perf_counter() - t}
-            t = time.perf_counter()
-            mu, sigma = generative.gaussian_statistics(feats)
-            generative.frechet_distance(mu, sigma, ctx["mu"], ctx["sigma"])
-            stages["fcd"] = time.perf_counter() - t
-            t = time.perf_counter()
-            generative.kid(feats, ctx["features"], b_within=generative._real_kid_within(min(1000, len(x))))
-            stages["kid"] = time.perf_counter() - t
-            t = time.perf_counter()
-            generative.precision_recall_density_coverage(ctx["features"], feats, 5, real_radii_sq=ctx["radii_sq"])
-            stages["prdc"] = time.perf_counter() - t
-            t = time.perf_counter()
-            copy_detection.copy_rate(x, None, None, threshold=ctx["copy_threshold"], index=ctx["index"])
-            stages["copy_rate"] = time.perf_counter() - t
-            print(f"  breakdown, {name}: " + ", ".join(f"{k} {v:.2f} s" for k, v in stages.items()))
+            stages = {}
 
+            def timed(stage, f):
+                t, c = time.perf_counter(), time.process_time()
+                out = f()
+                stages[stage] = (time.perf_counter() - t, time.process_time() - c)
+                return out
+
+            _, feats = timed("forward", lambda: reference.predict(x))
+            timed("fcd", lambda: generative.frechet_distance(*generative.gaussian_statistics(feats), ctx["mu"], ctx["sigma"]))
+            timed("kid", lambda: generative.kid(feats, ctx["features"],
+                                                b_within=generate_suite._real_kid_within(min(1000, len(x)))))
+            timed("prdc", lambda: generative.precision_recall_density_coverage(ctx["features"], feats, 5,
+                                                                                 real_radii_sq=ctx["radii_sq"]))
+            timed("copy_rate", lambda: copy_detection.copy_rate(x, ctx["copy_index"], ctx["copy_thresholds"]))
+            total = sum(c for _, c in stages.values())
+            shares_of[name] = {k: c / total for k, (_, c) in stages.items()}
+            print(f"  breakdown, {name}: " + ", ".join(f"{k} {w:.2f} s (CPU {c:.2f} s, {100 * c / total:.0f}%)"
+                                                      for k, (w, c) in stages.items()))
+
+    lines = []
+    last = _last_recorded()
     for name, x in cases.items():
         times = []
         for _ in range(args.repeat):
@@ -94,9 +100,32 @@ def main(argv=None) -> int:
             times.append((time.perf_counter() - t, time.process_time() - c))
         s, cpu = min(times)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-        print(f"{name} (N={len(x)}): {s:.2f} s = {s / ref_s:.2f} x forward (CPU {cpu:.2f} s = "
-              f"{cpu / ref_cpu:.2f} x)   [{shown}]")
+        ratio = f", {cpu / last[name]:.2f} x the last recorded run's CPU" if name in last else ""
+        line = (f"{name} (N={len(x)}): {s:.2f} s = {s / ref_s:.2f} x forward (CPU {cpu:.2f} s = "
+                f"{cpu / ref_cpu:.2f} x{ratio})   [{shown}]")
+        print(line)
+        lines.append(line)
+    if args.save:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        out = RESULTS / f"generative-{time.strftime('%Y-%m-%d-%H%M%S')}.txt"
+        out.write_text(f"reference run: forward pass of {len(test_images)} images: {ref_s:.2f} s (CPU {ref_cpu:.2f} s)\n"
+                       + "\n".join(lines) + "\n")
+        print(f"saved to {out}")
     return 0
+
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def _last_recorded() -> dict[str, float]:
+    """Each case's CPU seconds in the newest bench/results/generative-*.txt (empty if none)."""
+    files = sorted(RESULTS.glob("generative-*.txt"))
+    out = {}
+    if files:
+        for line in files[-1].read_text().splitlines():
+            if " (N=" in line and "(CPU " in line:
+                out[line.split(" (N=")[0]] = float(line.split("(CPU ")[1].split(" s")[0])
+    return out
 
 
 if __name__ == "__main__":
