@@ -7,7 +7,7 @@ Prints, in one process: the one-time preparation of the cached real-data statist
 only the first time on a machine), a plain forward pass of the reference classifier over
 10,000 images (the reference run), then ``generative_metrics`` on four kinds of samples: the
 test set itself (real against real), training images shifted by one pixel (a memoriser
-digits: no copies), training images (a memoriser: every sample is a copy) and uniform noise,
+hiding its copies), training images (a memoriser: every sample is a copy) and uniform noise,
 each with seconds and the ratio to the reference run.
 The budget (issue 13): at most 3 s for the whole suite on 10,000 samples on an idle 2-core CPU.\nEach case also prints its ratio to the newest saved run (``--save`` writes bench/results/generative-<time>.txt).
 Wall seconds depend on what else runs on the machine; CPU seconds (all threads of this

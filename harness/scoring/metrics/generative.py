@@ -14,8 +14,9 @@ kid_mean/kid_std   :func:`kid`, unbiased squared MMD, cubic kernel, 100 subsets 
 precision ...      :func:`precision_recall_density_coverage`, k = 5, features
 class_entropy      :func:`class_entropy` of the predicted-class histogram (nats, max ln 10)
 classes_covered    :func:`classes_covered`, classes holding >= 2 % of the samples
-copy_rate          :func:`copy_rate`, pixel-space nearest training image closer than the 0.1th
-                   percentile of test-to-train nearest distances
+copy_rate          :func:`~harness.scoring.metrics.copy_detection.copy_rate`: samples that copy
+                   a training image despite shifts, noise, brightness or blends (calibrated so
+                   that test images score about 0.001)
 =================  ==========================================================================
 
 References:
