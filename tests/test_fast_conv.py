@@ -56,11 +56,11 @@ def run(fn, arrays, with_bias, gy_seed=1):
 MODES = {
     "default": {},
     # channels-last im2col for every groups=1 convolution, one image per chunk, two threads
-    "nhwc-chunk1": dict(NHWC_MIN_CHANNELS=1, CHUNK_BYTES=1, THREADS=2),
+    "nhwc-chunk1": dict(NHWC_MIN_CHANNELS=1, CHUNK_BYTES=1, MIN_PRODUCT_COLUMNS=1, THREADS=2),
     # channels-first im2col, col2im for every deconvolution, a few images per chunk (and a
     # remainder), three threads for four lanes
     "nchw-col2im-chunk": dict(NHWC_MIN_CHANNELS=10**9, STRIDE1_DECONV_AS_CONV=False, CHUNK_BYTES=3000,
-                              THREADS=3),
+                              MIN_PRODUCT_COLUMNS=1, THREADS=3),
 }
 
 
@@ -233,6 +233,7 @@ def test_results_do_not_depend_on_the_thread_count(monkeypatch):
     W = rng.standard_normal((8, 16, 3, 3)).astype(np.float32)
     b = rng.standard_normal(8).astype(np.float32)
     monkeypatch.setattr(fast_conv, "CHUNK_BYTES", 16 * 9 * 99 * 4 * 2)  # 2 images a chunk: 12 chunks
+    monkeypatch.setattr(fast_conv, "MIN_PRODUCT_COLUMNS", 1)
     results = []
     fast_conv.install()
     for threads in (1, 2, 3, 4):
@@ -269,6 +270,7 @@ def test_threads_work_in_a_forked_child(monkeypatch):
     W = np.ones((2, 1, 3, 3), np.float32)
     expected = fast_conv.conv2d_forward(x, W, pad=1)  # makes the pool here
     monkeypatch.setattr(fast_conv, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(fast_conv, "MIN_PRODUCT_COLUMNS", 1)
     pid = os.fork()
     if pid == 0:  # the child: exit 0 only if the threaded computation finishes and agrees
         code = 1
