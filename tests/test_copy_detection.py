@@ -75,3 +75,21 @@ def test_bad_input_is_named(setup):
         index.scores(np.zeros((3, 27, 27), np.float32))
     with pytest.raises(ValueError, match="samples must be finite"):
         index.scores(np.full((3, 28, 28), np.nan, np.float32))
+
+
+def test_run_message_and_leaderboard_give_the_same_unranked_reason(mnist):
+    """The grade line, --json, JUnit and Gradescope carry the run's message; the leaderboards
+    compute the reason from the stored metrics: both must say the same."""
+    from harness import competition
+    from harness.scoring.tracks.context import ScoringContext
+    from harness.scoring.tracks.generate import run_notes
+    from harness.standings.per_track import unranked_reason
+
+    comp = competition.load()
+    ctx = ScoringContext(mnist=mnist, competition=comp, quick=True, seed=0, artifacts_dir=None)
+    limit = float(comp.raw["generate"]["max_copy_rate"])
+    for rate in (1.0, limit + 0.01, limit, 0.0):
+        metrics = {"copy_rate": rate, "fcd": 1.0}
+        notes = run_notes(ctx, metrics)
+        assert notes == ([unranked_reason("generate", metrics, comp)] if rate > limit else [])
+    assert run_notes(ctx, {"copy_rate": 1.0})[0].startswith("unranked: copy_rate 1.00 > max_copy_rate")

@@ -354,6 +354,8 @@ def grade_track(path: Path, spec: manifest_mod.TrackSpec, opts: GradeOptions, mn
                                         f"this is a harness bug, please report it", **base)
         message = "" if opts.quick else "; ".join(  # --quick trains 1 epoch anyway: a clamp notice misleads
             f"{k} clamped from {v['asked']} to {v['used']} (competition budget)" for k, v in clamped.items())
+        notes = getattr(module, "run_notes", None)  # e.g. generate: "unranked: copy_rate ... > max_copy_rate ..."
+        message = "; ".join([m for m in [*(notes(ctx, metrics) if notes else []), message] if m])
         return TrackResult("OK", message, metrics=metrics, artifacts=artifacts, **base)
     except sandbox.SubmissionCopyError as exc:
         return TrackResult("INVALID_SUBMISSION", str(exc), seed=seed, device=opts.device)

@@ -130,7 +130,8 @@ def junit_xml(results, misses=None, name: str = "harness") -> str:
                 f.text = _clean("\n".join(lines))
                 counts["failures"] += 1
             if t.status != "SKIPPED":
-                out = {"status": t.status, "metrics": t.metrics, "device": t.device, "seed": t.seed,
+                out = {"status": t.status, "message": t.message, "metrics": t.metrics, "device": t.device,
+                       "seed": t.seed,
                        "isolation": t.isolation, "run_uid": getattr(t, "run_uid", "")}
                 ET.SubElement(case, "system-out").text = _clean(json.dumps(out, indent=1, default=str))
         for k, v in counts.items():

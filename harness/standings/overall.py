@@ -154,7 +154,7 @@ def compute_overall(per_track: list[Standings], comp: Competition) -> Overall:
                     norm = 1.0
                 else:
                     norm = (row.score - lo) / (hi - lo) if higher else (hi - row.score) / (hi - lo)
-            seen[st.track][row.run.submission_id] = TrackEntry(row.rank, row.score, row.run.status, norm)
+            seen[st.track][row.run.submission_id] = TrackEntry(row.rank, row.score, row.unranked or row.run.status, norm)
     contested = [st.track for st in per_track if st.track in seen]
     rows = []
     for sid in names:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,20 @@ def score(ctx: ScoringContext, output_dir: Path, meta: dict) -> tuple[dict, dict
     metrics["params"] = count_npz_params(output_dir, "generator.npz")
     metrics["train_seconds"] = float(meta.get("train_seconds", 0.0))
     return metrics, artifacts
+
+
+def run_notes(ctx: ScoringContext, metrics: dict) -> list[str]:
+    """The run's message when its samples copy training images: ``copy_rate`` above
+    ``generate.max_copy_rate`` makes the run unranked (status stays OK). The same text as the
+    leaderboards' :func:`harness.standings.per_track.unranked_reason` (standings may not import
+    scoring; tests/test_copy_detection.py checks that both say the same)."""
+    limit = (ctx.competition.raw.get("generate") or {}).get("max_copy_rate")
+    value = metrics.get("copy_rate")
+    if limit is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return []
+    if math.isfinite(value) and value <= float(limit):
+        return []
+    return [f"unranked: copy_rate {value:.2f} > max_copy_rate {float(limit):g}: samples copy training images"]
 
 
 def reference_rows(ctx: ScoringContext) -> dict:
