@@ -30,7 +30,6 @@ References:
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 from scipy import linalg
@@ -139,19 +138,20 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
     ``d^2 = ||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2))``.
 
-    As in pytorch-fid: ``scipy.linalg.sqrtm`` of the product; if that is not finite (a
-    near-singular product) ``eps * I`` is added to both covariances and the root recomputed;
-    a negligible imaginary part (rounding) is dropped. The trace is then checked against
-    ``tr((s1^(1/2) sigma2 s1^(1/2))^(1/2))`` (symmetric eigendecompositions, real by
-    construction, the principal root): ``sqrtm`` of a singular product can return a valid but
-    non-principal root (a wrong trace), or a large imaginary part (where pytorch-fid raises). When
-    the two traces disagree by more than ``1e-6`` of ``tr(sigma1) + tr(sigma2)`` the symmetric one
-    is used. The result is clipped at 0: always a finite, non-negative real number.
+    The trace of the root is ``tr((s1^(1/2) sigma2 s1^(1/2))^(1/2))``: ``s1^(1/2) sigma2 s1^(1/2)``
+    is symmetric PSD and similar to ``sigma1 sigma2``, so two symmetric eigendecompositions give
+    the trace of the principal root exactly, real by construction (eigenvalues clipped at 0
+    against rounding), even when the product is singular. pytorch-fid takes
+    ``scipy.linalg.sqrtm(sigma1 @ sigma2)`` instead (with an ``eps * I`` retry and an
+    imaginary-part check); where that root is the principal one both agree to rounding
+    (``1e-6`` of ``tr(sigma1) + tr(sigma2)``, the tolerance this function used to check them
+    against each other), and ``sqrtm`` costs 0.04-1.7 s on 128 features against about 10 ms.
+    The result is clipped at 0: always a finite, non-negative real number.
 
     Args:
         mu1, mu2: (D,) means.
         sigma1, sigma2: (D, D) symmetric positive semi-definite covariances.
-        eps: the diagonal offset used when the product is near-singular.
+        eps: unused (kept for callers of the sqrtm version; the eigendecompositions need no offset).
 
     Returns:
         float, the squared Frechet distance (the quantity reported as FID).
@@ -172,22 +172,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
             raise ValueError(f"{name} must be finite")
 
     diff = mu1 - mu2
-    tr_sym = _trace_sqrt_product_eigh(sigma1, sigma2)
-    tr_covmean = None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # LinAlgWarning "Matrix is singular": handled below
-        covmean = linalg.sqrtm(sigma1 @ sigma2)
-        if not np.isfinite(covmean).all():
-            offset = np.eye(d) * eps
-            covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    if np.isfinite(covmean).all():
-        if not np.iscomplexobj(covmean):
-            tr_covmean = float(np.trace(covmean))
-        elif np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            tr_covmean = float(np.trace(covmean.real))
-    scale = float(np.trace(sigma1) + np.trace(sigma2))
-    if tr_covmean is None or not abs(tr_covmean - tr_sym) <= 1e-6 * max(scale, 1e-300):
-        tr_covmean = tr_sym
+    tr_covmean = _trace_sqrt_product_eigh(sigma1, sigma2)
     value = float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_covmean)
     return max(value, 0.0)
 

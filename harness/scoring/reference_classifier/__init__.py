@@ -56,7 +56,9 @@ REFERENCE_SHA256 = "17d95c5d09a1d781afb4df70d6c61e80d6246b798ed92a79b620fc77b5e7
 WEIGHTS_PATH = Path(__file__).resolve().parent / "reference_classifier.npz"
 #: Bump when the cached test-set arrays change meaning (layout, preprocessing).
 #: v2: features from the NumPy forward pass (was Chainer's, batch-dependent in the last bits).
-_CACHE_VERSION = 2
+#: v3: the NumPy pass with pooled-window GEMMs (same features up to float32 rounding).
+_CACHE_VERSION = 3
+FEATURES_VERSION = _CACHE_VERSION  #: part of every cache key derived from the test features
 _PREDICT_BATCH = 100  # predict_chainer's batch
 _PREDICT_THREADS = min(4, os.cpu_count() or 1)
 

@@ -36,7 +36,7 @@ def _real_context() -> dict[str, object]:
     m = data.load_or_prepare()
     probs, feats = reference.test_features()
     mu, sigma = reference.test_feature_statistics()
-    sha = reference.REFERENCE_SHA256[:16]
+    sha = f"{reference.REFERENCE_SHA256[:16]}-f{reference.FEATURES_VERSION}"
     radii = data.cached_arrays(
         f"reference-{sha}-test-knn{NEAREST_K}-v2.npz",
         lambda: {"radii_sq": kth_neighbour_sq_distances(feats, NEAREST_K)},
@@ -76,7 +76,7 @@ def _real_kid_within(m: int) -> np.ndarray:
             return {"terms": kid_within_terms(ctx["features"], m, KID_SUBSETS, KID_SEED, stream=1)}
 
         if m == KID_SUBSET_SIZE:
-            name = f"reference-{reference.REFERENCE_SHA256[:16]}-test-kid-m{m}-n{KID_SUBSETS}-s{KID_SEED}-v1.npz"
+            name = f"reference-{reference.REFERENCE_SHA256[:16]}-f{reference.FEATURES_VERSION}-test-kid-m{m}-n{KID_SUBSETS}-s{KID_SEED}-v1.npz"
             cache[m] = data.cached_arrays(name, compute, {"terms": (KID_SUBSETS,)})["terms"]
         else:
             cache[m] = compute()["terms"]
