@@ -89,6 +89,9 @@ def test_the_config_key_and_its_errors(tmp_path):
     stock = competition_mod.load(tmp_path / "stock.yaml")
     assert training_settings(spec, stock, quick=True)[0]["cpu_convolution"] == "stock"
     assert quick_train_seconds(stock, "generate") == 7  # one number: every track
+    assert quick_train_seconds(comp, "toy") == 25  # a track folder's track: the default entry
+    with pytest.raises(ValueError, match=r"max_train_seconds has no entry for the 'toy' track and no default"):
+        quick_train_seconds(competition_mod.Competition(tmp_path, {"quick": {"max_train_seconds": {"classify": 9}}}), "toy")
 
     (tmp_path / "bad.yaml").write_text("cpu_convolution: faster\n")
     with pytest.raises(ValueError, match=r"bad.yaml: cpu_convolution is 'faster', expected one of: fast, stock"):

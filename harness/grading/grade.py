@@ -195,13 +195,14 @@ def cpu_convolution(comp: Competition) -> str:
 
 
 def quick_train_seconds(comp: Competition, track: str) -> float:
-    """The --quick training budget of ``track``: ``quick.max_train_seconds``, a number or per track."""
+    """The --quick training budget of ``track``: ``quick.max_train_seconds``, a number, or one per track
+    with ``default`` for the others (a track folder's own track, say)."""
     budget = comp["quick"]["max_train_seconds"]
     if isinstance(budget, dict):
-        if track not in budget:
+        if track not in budget and "default" not in budget:
             raise ValueError(f"{comp.path}: quick.max_train_seconds has no entry for the '{track}' track "
-                             f"(found: {', '.join(budget) or 'none'}); give one, e.g. {track}: 25")
-        budget = budget[track]
+                             f"and no default (found: {', '.join(budget) or 'none'}); give one, e.g. {track}: 25")
+        budget = budget.get(track, budget.get("default"))
     return float(budget)
 
 
