@@ -54,9 +54,10 @@ def config_path(explicit: str | os.PathLike | None = None) -> Path:
 def _merge(base: dict, override: dict, where: str) -> dict:
     out = dict(base)
     for key, value in override.items():
-        if key not in base:
+        per_track = set(base) & set(TRACKS) and key in tracks.names()  # a track folder's own entry
+        if key not in base and not per_track:
             raise ConfigError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(base))})")
-        if isinstance(base[key], dict) and isinstance(value, dict):
+        if isinstance(base.get(key), dict) and isinstance(value, dict):
             out[key] = _merge(base[key], value, f"{where}.{key}")
         else:
             out[key] = value
@@ -79,4 +80,9 @@ def load(explicit: str | os.PathLike | None = None) -> Competition:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(override, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    for folder in override.get("tracks") or []:  # track folders, relative to this file
+        try:
+            tracks.load_folder(path.parent / str(folder))
+        except (ValueError, OSError, SyntaxError, ImportError) as exc:
+            raise ConfigError(f"{path}: tracks: {exc}") from exc
     return Competition(path, _merge(defaults, override, str(path)))

@@ -16,7 +16,6 @@ from typing import Any
 import yaml
 
 from harness import tracks
-from harness.competition import TRACKS
 
 MANIFEST_NAME = "submission.yaml"
 MAX_MANIFEST_BYTES = 64 << 10   # a manifest is a few hundred bytes; read no more than this
@@ -26,7 +25,6 @@ SUBMISSION_ROOTS = ("submissions", "baselines")
 
 # role keys naming classes, per track (SPEC, Submission contract)
 SETTING_KEYS = ("epochs", "batch_size", "optimizer", "optimizer_args", "weights", "train")
-TOP_KEYS = ("name",) + TRACKS
 CLASS_REF = re.compile(r"^(?P<file>[A-Za-z0-9_./-]+\.(?:py|ipynb)):(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
 ARGS_SUFFIX = "_args"  # ``<role>_args`` beside a class key: its constructor's keyword arguments
 OPTIMIZERS = (
@@ -281,8 +279,9 @@ def load(submission_dir: str | Path) -> Manifest:
         raise ManifestError([f"{path}: expected a mapping with 'name' and tracks, found {type(raw).__name__}"])
     problems: list[str] = []
     for key in raw:
-        if key not in TOP_KEYS:
-            problems.append(f"{path}: {_show(key, quote=False)}: unknown key (known: {', '.join(TOP_KEYS)})")
+        top_keys = ("name",) + tracks.names()
+        if key not in top_keys:
+            problems.append(f"{path}: {_show(key, quote=False)}: unknown key (known: {', '.join(top_keys)})")
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
         problems.append(f"{path}: name: expected the author's name as text, found {_show(name)}")
@@ -291,14 +290,14 @@ def load(submission_dir: str | Path) -> Manifest:
         problems.append(f"{path}: name: {len(name.strip())} characters, at most {MAX_NAME_CHARS} allowed "
                         f"(found {_show(name)})")
         name = root.name
-    tracks = {}
-    for track in TRACKS:
+    specs = {}
+    for track in tracks.names():
         if track in raw:
             spec = _track(track, raw[track], f"{path}: {track}", root, problems)
             if spec:
-                tracks[track] = spec
-    if not any(t in raw for t in TRACKS) and not problems:
-        problems.append(f"{path}: no track given (add at least one of: {', '.join(TRACKS)})")
+                specs[track] = spec
+    if not any(t in raw for t in tracks.names()) and not problems:
+        problems.append(f"{path}: no track given (add at least one of: {', '.join(tracks.names())})")
     if problems:
         raise ManifestError(problems)
-    return Manifest(path, name.strip(), tracks)
+    return Manifest(path, name.strip(), specs)

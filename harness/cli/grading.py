@@ -17,7 +17,8 @@ from rich.text import Text
 from harness import competition as competition_mod, data, sandbox
 from harness.cli.ci import finish as ci_finish, visible_results
 from harness.cli.console import EXIT_FAILED, EXIT_OK, EXIT_USAGE, console, err
-from harness.competition import TRACKS
+from harness import tracks as track_registry
+from harness.cli.console import known_tracks
 from harness.grading.check import check_submission
 from harness.grading.grade import GradeOptions, grade_submission, resolve_device, results_json
 from harness.grading.jobs import options_for_slot, select_shard
@@ -121,12 +122,21 @@ def isolation_from_args(args) -> str | None:
     return "bubblewrap"
 
 
+def say_isolation(opts) -> None:
+    """One line on stderr: the isolation and the memory limit actually in force on this machine."""
+    if opts.isolation == "none":
+        return
+    memory = sandbox.memory_mechanism(gpu=opts.device.startswith("@cupy"))
+    err.print(f"sandbox: bubblewrap; memory limit {int(opts.competition['budget']['memory_mb'])} MiB per run "
+              f"via {memory}", markup=False, highlight=False)
+
+
 def grade_options(args, kind: str = "submission"):
 
     comp = competition_mod.load(args.config)
     if getattr(args, "stock_chainer", False):  # Chainer's own CPU convolution (recorded with each run)
         comp = dataclasses.replace(comp, raw={**comp.raw, "cpu_convolution": "stock"})
-    tracks = tuple(args.track) if getattr(args, "track", None) else TRACKS
+    tracks = known_tracks(getattr(args, "track", None))
     store_dir = Path(args.db_path).parent
     return GradeOptions(competition=comp, tracks=tracks, quick=args.quick, device=resolve_device(args.device),
                         seed=getattr(args, "seed", None), isolation=args.isolation, kind=kind,
@@ -136,6 +146,7 @@ def grade_options(args, kind: str = "submission"):
 def grade_paths(paths: list[Path], args, kind: str = "submission") -> int:
 
     opts = grade_options(args, kind)
+    say_isolation(opts)
     results = []
     jobs = max(1, getattr(args, "jobs", 1) or 1)
     swept = sweep_stale()  # what a grader killed with SIGKILL left: orphans under free uids, work folders
@@ -181,7 +192,7 @@ def grade_paths(paths: list[Path], args, kind: str = "submission") -> int:
     for r in results:
         print_result(r, private=private or revealed)
     highlight = {t.run_id for r in results for t in r.tracks.values() if t.run_id is not None}
-    graded_tracks = [t for t in TRACKS if any(t in r.tracks and r.tracks[t].status != "SKIPPED" for r in results)]
+    graded_tracks = [t for t in track_registry.names() if any(t in r.tracks and r.tracks[t].status != "SKIPPED" for r in results)]
     with Store(args.db_path) as store:
         if kind == "submission":  # a fresh store shows its ceilings and floors beside the first grade
             ensure_references(store, opts.competition, args.quick, tracks=graded_tracks, console=err)
@@ -215,9 +226,9 @@ def cmd_data(args) -> int:
 
 
 def cmd_check(args) -> int:
-
     args.quick = False
     opts = grade_options(args)
+    say_isolation(opts)
     data.load_or_prepare()
     status = EXIT_OK
     for path in args.paths:

@@ -20,8 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness import competition as competition_mod
-from harness.cli.console import EXIT_FAILED, EXIT_OK, EXIT_USAGE, console, err
-from harness.competition import TRACKS
+from harness.cli.console import EXIT_FAILED, EXIT_OK, EXIT_USAGE, console, err, known_tracks
 from harness.render.report import build_report, default_output, history_runs, key_metric, standing_run_ids, submission_id_of
 from harness.render.exports import render
 from harness.render.tables import render_overall_rich, render_rich
@@ -149,7 +148,7 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("history", parents=[common], help="every stored run of one submission")
     p.add_argument("path", help="a submission folder, or its id")
-    p.add_argument("--track", choices=TRACKS, default=None)
+    p.add_argument("--track", default=None, metavar="TRACK")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--private", action="store_true",
                    help="instructors: every metric (whole test set, private half, full precision) before the reveal")
@@ -168,7 +167,7 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
 
 def cmd_leaderboard(args) -> int:
     comp = competition_mod.load(args.config)
-    tracks = args.track or list(TRACKS)
+    tracks = list(known_tracks(args.track))
     private = True if args.private else None
     profile = "quick" if args.quick else "full"
     with Store(args.db_path) as store:

@@ -220,7 +220,8 @@ def limits_for(comp: Competition, quick: bool) -> sandbox.Limits:
 
 
 def job_spec(spec: manifest_mod.TrackSpec, settings: dict, mode: str, seed: int, device: str, extra: dict) -> dict:
-    return {"track": spec.track, "mode": mode, "seed": seed, "device": device,
+    return {"track": spec.track, "ingestion_module": tracks.get(spec.track).ingestion_module(),
+            "mode": mode, "seed": seed, "device": device,
             "classes": {role: str(ref) for role, ref in spec.classes.items()},
             "weights": spec.weights, "train": str(spec.train) if spec.train else None,
             "class_args": getattr(spec, "class_args", {}), **settings, **extra}

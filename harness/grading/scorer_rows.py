@@ -5,18 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness import __version__, data, tracks as track_registry
-from harness.competition import TRACKS, Competition
+from harness.competition import Competition
 from harness.store import Run, Store
 from harness.grading.grade import versions
 from harness.scoring.tracks.context import ScoringContext
 
 
 def record_references(store: Store, comp: Competition, quick: bool, console=None,
-                      tracks=TRACKS) -> list[Run]:
+                      tracks=None) -> list[Run]:
     """Compute and store each track's reference rows (``reference_rows(ctx)`` in its track module)."""
     mnist = data.load()
     runs = []
-    for track in tracks:
+    for track in tracks if tracks is not None else track_registry.names():
         fn = getattr(track_registry.get(track).scorer_module(), "reference_rows", None)
         if fn is None:
             continue
@@ -31,9 +31,9 @@ def record_references(store: Store, comp: Competition, quick: bool, console=None
     return runs
 
 
-def ensure_references(store: Store, comp: Competition, quick: bool, tracks=TRACKS, console=None) -> list[Run]:
+def ensure_references(store: Store, comp: Competition, quick: bool, tracks=None, console=None) -> list[Run]:
     """Record the reference rows of the tracks whose store has none for this profile yet, so every
     store shows its ceilings and floors from the first grade on (SPEC: sanity rows)."""
     profile = "quick" if quick else "full"
-    missing = [t for t in tracks if not any(r.kind == "reference" for r in store.runs(track=t, profile=profile))]
+    missing = [t for t in (tracks if tracks is not None else track_registry.names()) if not any(r.kind == "reference" for r in store.runs(track=t, profile=profile))]
     return record_references(store, comp, quick, console=console, tracks=missing) if missing else []

@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.store.artifacts import png_data_uri, read_json_artifact, read_text_artifact
-from harness.competition import TRACKS, Competition
+from harness import tracks
+from harness.competition import Competition
 from harness.render.exports import esc, page, roc_legend, roc_svg
 from harness.render.tables import fmt
 from harness.standings.overall import selection_rule
@@ -194,7 +195,7 @@ def build_report(store: Store, comp: Competition, target: str | Path, private: b
             f'sha256 <code>{esc(last.sha256[:16])}</code> &middot; {half}</div>']
     summary = []
     sections = []
-    for track in TRACKS:
+    for track in tracks.names():
         mine = [r for r in runs if r.track == track]
         if not mine:
             continue

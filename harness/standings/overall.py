@@ -30,10 +30,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from harness.competition import TRACKS, Competition, ConfigError
+from harness.competition import Competition, ConfigError
 from harness.standings.per_track import Standings, standings
 from harness.store import Store
 from harness import tracks
+from harness.tracks import names as track_names
 
 METHODS = ("mean_rank", "weighted")
 MISSING = ("last", "ignore")
@@ -101,15 +102,15 @@ def overall_config(comp: Competition) -> tuple[str, str, dict[str, float]]:
         raise ConfigError(f"overall.missing: '{missing}' is not one of {', '.join(MISSING)}")
     weights = {}
     for track, w in (cfg.get("weights") or {}).items():
-        if track not in TRACKS:
-            raise ConfigError(f"overall.weights: unknown track '{track}' (known: {', '.join(TRACKS)})")
+        if track not in tracks.names():
+            raise ConfigError(f"overall.weights: unknown track '{track}' (known: {', '.join(tracks.names())})")
         try:
             weights[track] = float(w)
         except (TypeError, ValueError):
             raise ConfigError(f"overall.weights.{track}: expected a number, found {w!r}") from None
         if not math.isfinite(weights[track]) or weights[track] < 0:
             raise ConfigError(f"overall.weights.{track}: expected a number >= 0, found {w!r}")
-    return method, missing, {t: weights.get(t, 1.0) for t in TRACKS}
+    return method, missing, {t: weights.get(t, 1.0) for t in tracks.names()}
 
 
 def selection_rule(comp: Competition) -> str:
@@ -120,9 +121,9 @@ def selection_rule(comp: Competition) -> str:
 
 
 def track_standings(store: Store, comp: Competition, profile: str = "full", private: bool | None = None,
-                    tracks=TRACKS) -> list[Standings]:
+                    tracks=None) -> list[Standings]:
     sel = selection_rule(comp)
-    return [standings(store, t, profile, private, sel) for t in tracks]
+    return [standings(store, t, profile, private, sel) for t in (tracks if tracks is not None else track_names())]
 
 
 def compute_overall(per_track: list[Standings], comp: Competition) -> Overall:

@@ -17,7 +17,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.competition import TRACKS
+from harness import tracks
 from harness.manifest import same_submission
 from harness.store import Run, Store
 
@@ -50,7 +50,7 @@ def runs_from_results(doc: dict, source: Path | None = None) -> list[Run]:
         if not isinstance(sub, dict) or not isinstance(sub.get("tracks"), dict):
             raise MergeError("a submission entry has no 'tracks' object")
         for track, t in sub["tracks"].items():
-            if track not in TRACKS:
+            if track not in tracks.names():
                 raise MergeError(f"{sub.get('id')}: unknown track '{track}'")
             if not isinstance(t, dict) or "status" not in t:
                 raise MergeError(f"{sub.get('id')} {track}: no 'status'")
