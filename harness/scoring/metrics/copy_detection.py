@@ -53,9 +53,10 @@ def canonical_shifts(x: np.ndarray) -> np.ndarray:
     (up to one pixel of rounding, which the verification's +-1 shifts absorb).
     """
     w = np.maximum(x - 0.3 * x.max(axis=(1, 2), keepdims=True), 0.0)
-    mass = w.sum(axis=(1, 2)) + 1e-6
-    cy = np.einsum("nij,ij->n", w, _YY) / mass
-    cx = np.einsum("nij,ij->n", w, _XX) / mass
+    rows, cols = w.sum(axis=2), w.sum(axis=1)          # (N, 28) marginals: two small products, not two 784-d
+    mass = rows.sum(axis=1) + 1e-6
+    cy = rows @ _YY[:, 0] / mass
+    cx = cols @ _XX[0] / mass
     centre = (_SIDE - 1) / 2.0
     return np.clip(np.rint(np.stack([centre - cy, centre - cx], axis=1)), -_MAX_CANON_SHIFT,
                    _MAX_CANON_SHIFT).astype(np.int64)
@@ -86,13 +87,18 @@ def _standardise(x: np.ndarray) -> np.ndarray:
     """(N, 28, 28) -> (N, 784) zero-mean unit-norm rows (Pearson correlation = dot product)."""
     z = x.reshape(len(x), -1).astype(np.float32)
     z = z - z.mean(axis=1, keepdims=True)
-    z /= np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-6)
+    z /= np.maximum(np.sqrt(np.einsum("nd,nd->n", z, z))[:, None], 1e-6)
     return z
+
+
+def _unit_scale(flat: np.ndarray) -> np.ndarray:
+    """(N, 1) float32: the factor that scales each row to norm 10 (a typical digit's)."""
+    return (10.0 / np.maximum(np.sqrt(np.einsum("nd,nd->n", flat, flat)), 1e-6))[:, None].astype(np.float32)
 
 
 def _unit(flat: np.ndarray) -> np.ndarray:
     """Rows scaled to norm 10 (a typical digit's): the candidate search ignores brightness."""
-    return flat * (10.0 / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-6)).astype(np.float32)
+    return flat * _unit_scale(flat)
 
 
 def _kmeans(x: np.ndarray, n_clusters: int, iters: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -239,7 +245,13 @@ class CopyIndex:
                 "raw_projected": raw_p}
 
     def _project(self, flat: np.ndarray, unit: bool = True) -> np.ndarray:
-        return np.ascontiguousarray(((_unit(flat) if unit else flat) - self.mean) @ self.basis, dtype=np.float32)
+        """``(unit(flat) - mean) @ basis`` as ``scale * (flat @ basis) - mean @ basis``: one GEMM on
+        the rows as given, no (N, 784) temporaries."""
+        p = flat @ self.basis
+        if unit:
+            p *= _unit_scale(flat)
+        p -= self.mean @ self.basis
+        return np.ascontiguousarray(p, dtype=np.float32)
 
     def state(self) -> dict[str, np.ndarray]:
         return dict(self._state)
