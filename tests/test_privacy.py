@@ -15,7 +15,8 @@ from scipy.special import logsumexp
 
 from harness import competition
 from harness.cli.ci import visible_results
-from harness.grading.grade import SubmissionResult, TrackResult, results_json
+from harness.grading.grade import SubmissionResult, results_json
+from harness.store import Run
 from harness.scoring.metrics.classify import classification_metrics
 from harness.standings.per_track import columns
 from harness.standings.visibility import round_sig, visible_metrics
@@ -33,7 +34,7 @@ def split(mnist):
 
 def student_json(metrics: dict, revealed=False, private=False) -> dict:
     """The metrics exactly as `harness grade --json` writes them for this audience."""
-    res = [SubmissionResult("s", "S", "p", "0" * 64, {"classify": TrackResult("OK", metrics=dict(metrics))})]
+    res = [SubmissionResult("s", "S", "p", "0" * 64, {"classify": Run.outcome("OK", metrics=dict(metrics))})]
     doc = json.loads(json.dumps(results_json(visible_results(res, revealed, private))))
     return doc["submissions"][0]["tracks"]["classify"]["metrics"]
 

@@ -279,12 +279,12 @@ def test_threshold_logic_without_grading():
     from argparse import ArgumentTypeError, Namespace
 
     from harness.cli import ci
-    from harness.grading.grade import SubmissionResult, TrackResult
+    from harness.grading.grade import SubmissionResult
 
     def result(acc):
         return SubmissionResult("a", "A", "p", "0" * 64, {
-            "classify": TrackResult("OK", metrics={"test_accuracy": acc, "test_loss": 0.3}),
-            "generate": TrackResult("SKIPPED")})
+            "classify": Run.outcome("OK", metrics={"test_accuracy": acc, "test_loss": 0.3}),
+            "generate": Run.outcome("SKIPPED")})
 
     res = [result(0.97)]
     assert ci.finish(res, Namespace(thresholds=[]), 0) == 0

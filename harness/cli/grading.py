@@ -191,7 +191,7 @@ def grade_paths(paths: list[Path], args, kind: str = "submission") -> int:
     results = visible_results(results, revealed, private)  # all that is printed or written: the audience's view
     for r in results:
         print_result(r, private=private or revealed)
-    highlight = {t.run_id for r in results for t in r.tracks.values() if t.run_id is not None}
+    highlight = {t.id for r in results for t in r.tracks.values() if t.id is not None}
     graded_tracks = [t for t in track_registry.names() if any(t in r.tracks and r.tracks[t].status != "SKIPPED" for r in results)]
     with Store(args.db_path) as store:
         if kind == "submission":  # a fresh store shows its ceilings and floors beside the first grade

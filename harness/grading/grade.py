@@ -8,14 +8,13 @@ import json
 import os
 import platform
 import re
-import shutil
 import sys
 import tempfile
 import threading
 import time
 import uuid
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -51,37 +50,12 @@ class GradeOptions:
 
 
 @dataclass
-class TrackResult:
-    status: str
-    message: str = ""
-    metrics: dict = field(default_factory=dict)
-    seconds: float = 0.0
-    device: str = ""
-    seed: int | None = None
-    isolation: str = ""
-    clamped: dict = field(default_factory=dict)
-    artifacts: dict = field(default_factory=dict)
-    run_id: int | None = None
-    # extra keys in --json (the spec allows them): what `harness merge` needs to store the run exactly once
-    run_uid: str = ""
-    created_at: str = ""
-    profile: str = ""
-    kind: str = ""
-    convolution: str = ""  # the CPU convolution the ingestion ran: harness-fast-conv | chainer ("" if unknown)
-
-    def as_json(self) -> dict:
-        d = dict(self.__dict__)
-        d.pop("run_id")
-        return d
-
-
-@dataclass
 class SubmissionResult:
     id: str
     name: str
     path: str
     sha256: str
-    tracks: dict[str, TrackResult]
+    tracks: dict[str, Run]  # track -> its run (SKIPPED ones too, never stored)
     harness_version: str = __version__
 
     @property
@@ -91,7 +65,7 @@ class SubmissionResult:
     def as_json(self) -> dict:
         return {"id": self.id, "name": self.name, "path": self.path, "sha256": self.sha256,
                 "harness_version": self.harness_version,
-                "tracks": {k: v.as_json() for k, v in self.tracks.items()}}
+                "tracks": {k: v.result_json() for k, v in self.tracks.items()}}
 
 
 def tree_sha256(root: Path, tree: SubmissionTree | None = None) -> str:
@@ -277,24 +251,24 @@ def ingestion_env() -> dict:
     return env
 
 
-def failure_from(result: sandbox.SandboxResult, out: Path) -> TrackResult | None:
-    """Map a finished ingestion process to a failed TrackResult, or None if it succeeded."""
+def failure_from(result: sandbox.SandboxResult, out: Path) -> Run | None:
+    """Map a finished ingestion process to a failed run, or None if it succeeded."""
     reported = None
     try:
         reported = read_json(out, "error.json", 8192)
     except Exception:  # InvalidOutput, or anything else a hostile error.json causes: not a claim
         pass
     if reported and reported.get("status") in ("INVALID_SUBMISSION", "CRASH", "OUT_OF_MEMORY") and result.status in ("OK", "CRASH"):
-        return TrackResult(str(reported["status"]), str(reported.get("message", ""))[:2000])
+        return Run.outcome(str(reported["status"]), str(reported.get("message", ""))[:2000])
     if result.status == "OK":
         return None
     tail = "\n".join(result.stderr.strip().splitlines()[-8:])
     message = result.message or f"the ingestion process exited with code {result.returncode}"
-    return TrackResult(result.status, message + (f"\n{tail}" if tail and result.status != "OUTPUT_LIMIT" else ""))
+    return Run.outcome(result.status, message + (f"\n{tail}" if tail and result.status != "OUTPUT_LIMIT" else ""))
 
 
 def grade_track(path: Path, spec: manifest_mod.TrackSpec, opts: GradeOptions, mnist: data.Mnist,
-                run_uid: str, on_progress: ProgressFn | None = None) -> TrackResult:
+                run_uid: str, on_progress: ProgressFn | None = None) -> Run:
     comp = opts.competition
     seed = comp.seed if opts.seed is None else opts.seed
     module = tracks.get(spec.track).scorer_module()
@@ -333,9 +307,9 @@ def grade_track(path: Path, spec: manifest_mod.TrackSpec, opts: GradeOptions, mn
                 if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds != seconds:
                     raise InvalidOutput(f"meta.json: train_seconds is {str(seconds)[:40]!r}, expected a number")
             except InvalidOutput as exc:
-                return TrackResult("INVALID_OUTPUT", named + str(exc), **base)
+                return Run.outcome("INVALID_OUTPUT", named + str(exc), **base)
             meta["train_seconds"] = min(max(float(seconds), 0.0), result.wall_seconds)
-            base["convolution"] = ran_convolution(meta)
+            base["versions"] = {"convolution": ran_convolution(meta)} if ran_convolution(meta) else {}
             outputs[ij.name], metas[ij.name] = work / "output", meta
             # the student's last log lines, each model's own (named) when there are several
             log += [tag + line for line in log_tail(meta.get("log"), max(8, LOG_LINES // len(ingestion_jobs)))]
@@ -348,19 +322,19 @@ def grade_track(path: Path, spec: manifest_mod.TrackSpec, opts: GradeOptions, mn
                 metrics, artifacts = module.score(ctx, outputs[spec.track], metas[spec.track])
             artifacts.update(save_log(ctx.artifacts_dir, log))
         except InvalidOutput as exc:
-            return TrackResult("INVALID_OUTPUT", str(exc), **base)
+            return Run.outcome("INVALID_OUTPUT", str(exc), **base)
         except ValueError as exc:  # a metric refused the values (e.g. every score equal)
-            return TrackResult("INVALID_OUTPUT", f"the outputs cannot be scored: {exc}", **base)
+            return Run.outcome("INVALID_OUTPUT", f"the outputs cannot be scored: {exc}", **base)
         except Exception as exc:  # one scoring bug must not stop the grading of the others
-            return TrackResult("CRASH", f"the scorer failed ({type(exc).__name__}: {exc}); "
+            return Run.outcome("CRASH", f"the scorer failed ({type(exc).__name__}: {exc}); "
                                         f"this is a harness bug, please report it", **base)
         message = "" if opts.quick else "; ".join(  # --quick trains 1 epoch anyway: a clamp notice misleads
             f"{k} clamped from {v['asked']} to {v['used']} (competition budget)" for k, v in clamped.items())
         notes = getattr(module, "run_notes", None)  # e.g. generate: "unranked: copy_rate ... > max_copy_rate ..."
         message = "; ".join([m for m in [*(notes(ctx, metrics) if notes else []), message] if m])
-        return TrackResult("OK", message, metrics=metrics, artifacts=artifacts, **base)
+        return Run.outcome("OK", message, metrics=metrics, artifacts=artifacts, **base)
     except sandbox.SubmissionCopyError as exc:
-        return TrackResult("INVALID_SUBMISSION", str(exc), seed=seed, device=opts.device)
+        return Run.outcome("INVALID_SUBMISSION", str(exc), seed=seed, device=opts.device)
     finally:
         for work in works:
             remove_tree(work)  # iterative: a run may leave a 1,100-deep tree in /output
@@ -382,13 +356,13 @@ def grade_submission(path: Path, opts: GradeOptions, store: Store | None, progre
             sub_id = manifest_mod.submission_id(path)
         except Exception:
             sub_id = path.name
-        results = {t: TrackResult("CRASH", message) for t in opts.tracks}
+        results = {t: Run.outcome("CRASH", message) for t in opts.tracks}
         for track, r in results.items():
             _finish(r, uuid.uuid4().hex, opts)
         return SubmissionResult(sub_id, sub_id, str(path), "", results)
 
 
-def _finish(r: TrackResult, run_uid: str, opts: GradeOptions) -> TrackResult:
+def _finish(r: Run, run_uid: str, opts: GradeOptions) -> Run:
     r.run_uid, r.profile, r.kind = run_uid, "quick" if opts.quick else "full", opts.kind
     r.created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     r.message = clip_text(plain_text(r.message))  # no terminal escape or control character is stored
@@ -424,33 +398,29 @@ def _grade_submission(path: Path, opts: GradeOptions, store: Store | None, progr
         except manifest_mod.ManifestError as exc:
             problems = str(exc)
     mnist = data.load() if problems is None else None
-    results: dict[str, TrackResult] = {}
+    results: dict[str, Run] = {}
     for track in opts.tracks:
         run_uid = uuid.uuid4().hex
         if problems is not None:
-            results[track] = TrackResult("INVALID_SUBMISSION", problems)
+            results[track] = Run.outcome("INVALID_SUBMISSION", problems)
         elif track not in manifest.tracks:
-            results[track] = TrackResult("SKIPPED", f"no '{track}' section in submission.yaml")
+            results[track] = Run.outcome("SKIPPED", f"no '{track}' section in submission.yaml")
             continue
         else:
             on_progress = progress.callback(sub_id, track) if progress else None
             try:
                 results[track] = grade_track(path, manifest.tracks[track], opts, mnist, run_uid, on_progress)
             except Exception as exc:  # the track's boundary: the other tracks and submissions go on
-                results[track] = TrackResult("CRASH", f"the harness failed on this track ({type(exc).__name__}: "
+                results[track] = Run.outcome("CRASH", f"the harness failed on this track ({type(exc).__name__}: "
                                                       f"{exc}); this is a harness bug, please report it")
             if progress:
                 progress.done(sub_id, track, results[track].status)
         r = _finish(results[track], run_uid, opts)
+        r.submission_id, r.name, r.path, r.sha256, r.track = sub_id, name, resolved, sha, track
+        r.harness_version = __version__
+        r.versions = {**versions(), "config": config_sha256(opts.competition, opts.seed), **r.versions}  # --resume
         if store is not None and clash is None:  # a refused identity is never stored under that id
-            run = Run(submission_id=sub_id, name=name, path=resolved, sha256=sha, track=track,
-                      profile=r.profile, status=r.status, message=r.message,
-                      metrics=r.metrics, seconds=r.seconds, device=r.device, seed=r.seed, isolation=r.isolation,
-                      clamped=r.clamped, artifacts=r.artifacts, kind=opts.kind, harness_version=__version__,
-                      versions={**versions(), "config": config_sha256(opts.competition, opts.seed),  # --resume
-                                **({"convolution": r.convolution} if r.convolution else {})},
-                      run_uid=run_uid, created_at=r.created_at)
-            r.run_id = store.add(run).id
+            store.add(r)
     return SubmissionResult(sub_id, clip_text(name, 200), resolved, sha, results)
 
 

@@ -27,9 +27,9 @@ from pathlib import Path
 from harness import manifest as manifest_mod
 from harness.competition import Competition
 from harness.grading.config_id import config_sha256
-from harness.grading.grade import GradeOptions, SubmissionResult, TrackResult, tree_sha256
+from harness.grading.grade import GradeOptions, SubmissionResult, tree_sha256
 from harness.grading.jobs import select_shard
-from harness.store import Run, Store
+from harness.store import Store
 
 # Measured on the 2-core development machine: `harness grade` start-up and the leaderboard it
 # prints, around the runs (process start 2.1 s, MNIST and imports, reference rows, rendering).
@@ -47,14 +47,6 @@ class ResumeSplit:
     todo: list[tuple[Path, tuple[str, ...]]] = field(default_factory=list)  # (path, tracks still to grade)
     done: dict[str, SubmissionResult] = field(default_factory=dict)          # str(path) -> stored results
     skipped: list[tuple[str, str, str]] = field(default_factory=list)        # (submission id, track, status)
-
-
-def track_result(run: Run) -> TrackResult:
-    """A stored run as the TrackResult a grade would have returned (same run_uid: merging it again adds nothing)."""
-    return TrackResult(run.status, run.message, metrics=run.metrics, seconds=run.seconds or 0.0,
-                       device=run.device or "", seed=run.seed, isolation=run.isolation or "",
-                       clamped=run.clamped, artifacts=run.artifacts, run_id=run.id, run_uid=run.run_uid,
-                       created_at=run.created_at, profile=run.profile, kind=run.kind)
 
 
 def resume_split(paths, opts: GradeOptions, store: Store) -> ResumeSplit:
@@ -80,7 +72,7 @@ def resume_split(paths, opts: GradeOptions, store: Store) -> ResumeSplit:
             if run is None:
                 missing.append(track)
             else:
-                stored[track] = track_result(run)
+                stored[track] = run  # the stored run itself: same run_uid, so merging it again adds nothing
                 split.skipped.append((sub_id, track, run.status))
         if stored:
             first = next(iter(stored))

@@ -59,15 +59,26 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+# The keys of one track of a ``--json`` results file (SPEC: Results), plus what ``harness merge`` needs
+# to store the run exactly once (run_uid, created_at, profile, kind).
+RESULT_KEYS = ("status", "message", "metrics", "seconds", "device", "seed", "isolation", "clamped", "artifacts",
+               "run_uid", "created_at", "profile", "kind")
+
+
 @dataclass
 class Run:
-    submission_id: str
-    name: str
-    path: str
-    sha256: str
-    track: str
-    profile: str
-    status: str
+    """One graded track of one submission: the one record of a run, from the grade (which fills in the
+    outcome first, :meth:`outcome`, and the submission's identity when it records the run) to the store,
+    the ``--json`` results (:meth:`result_json`), ``harness merge`` (:meth:`from_result_json`) and
+    every export."""
+
+    submission_id: str = ""
+    name: str = ""
+    path: str = ""
+    sha256: str = ""
+    track: str = ""
+    profile: str = ""
+    status: str = ""
     message: str = ""
     metrics: dict = field(default_factory=dict)
     seconds: float | None = None
@@ -78,15 +89,49 @@ class Run:
     artifacts: dict = field(default_factory=dict)
     kind: str = "submission"
     harness_version: str | None = None
-    versions: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)  # python, numpy, chainer, the config hash, the convolution
     run_uid: str = field(default_factory=lambda: uuid.uuid4().hex)
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     id: int | None = None
+
+    @classmethod
+    def outcome(cls, status: str, message: str = "", **fields) -> "Run":
+        """A run as grading first knows it: its status and message (and what else is known). A run that
+        never started reports 0 seconds on no device (as ``--json`` always has)."""
+        return cls(status=status, message=message, **{"seconds": 0.0, "device": "", "isolation": "", **fields})
+
+    @property
+    def convolution(self) -> str:
+        """The CPU convolution the ingestion ran (``harness-fast-conv`` or ``chainer``; "" if unknown)."""
+        return str(self.versions.get("convolution", ""))
 
     def as_json(self) -> dict:
         d = asdict(self)
         d.pop("id")
         return d
+
+    def result_json(self) -> dict:
+        """This run as one track of a ``--json`` results file."""
+        d = {k: getattr(self, k) for k in RESULT_KEYS}
+        if self.convolution:
+            d["convolution"] = self.convolution
+        return d
+
+    @classmethod
+    def from_result_json(cls, sub: dict, track: str, t: dict, harness_version: str | None, run_uid: str) -> "Run":
+        """The run one track of a results file describes (``sub``: its submission entry)."""
+        run = cls(submission_id=str(sub.get("id", "")), name=str(sub.get("name", sub.get("id", ""))),
+                  path=str(sub.get("path", "")), sha256=str(sub.get("sha256", "")), track=track,
+                  profile=str(t.get("profile") or "full"), status=str(t["status"]),
+                  message=str(t.get("message", "")), metrics=dict(t.get("metrics") or {}),
+                  seconds=t.get("seconds"), device=t.get("device"), seed=t.get("seed"),
+                  isolation=t.get("isolation"), clamped=dict(t.get("clamped") or {}),
+                  artifacts=dict(t.get("artifacts") or {}), kind=str(t.get("kind") or "submission"),
+                  harness_version=sub.get("harness_version") or harness_version, run_uid=run_uid,
+                  versions={"convolution": str(t["convolution"])} if t.get("convolution") else {})
+        if t.get("created_at"):
+            run.created_at = str(t["created_at"])
+        return run
 
 
 JSON_COLUMNS = ("metrics", "clamped", "artifacts", "versions")

@@ -56,17 +56,8 @@ def runs_from_results(doc: dict, source: Path | None = None) -> list[Run]:
                 raise MergeError(f"{sub.get('id')} {track}: no 'status'")
             if t["status"] == "SKIPPED":
                 continue
-            run = Run(submission_id=str(sub.get("id", "")), name=str(sub.get("name", sub.get("id", ""))),
-                      path=str(sub.get("path", "")), sha256=str(sub.get("sha256", "")), track=track,
-                      profile=str(t.get("profile") or "full"), status=str(t["status"]),
-                      message=str(t.get("message", "")), metrics=dict(t.get("metrics") or {}),
-                      seconds=t.get("seconds"), device=t.get("device"), seed=t.get("seed"),
-                      isolation=t.get("isolation"), clamped=dict(t.get("clamped") or {}),
-                      artifacts=dict(t.get("artifacts") or {}), kind=str(t.get("kind") or "submission"),
-                      harness_version=sub.get("harness_version") or doc.get("harness_version"),
-                      run_uid=str(t.get("run_uid") or _uid_for(sub, track, t)))
-            if t.get("created_at"):
-                run.created_at = str(t["created_at"])
+            run = Run.from_result_json(sub, track, t, doc.get("harness_version"),
+                                       str(t.get("run_uid") or _uid_for(sub, track, t)))
             runs.append(run)
     return runs
 
