@@ -206,6 +206,37 @@ def test_prdc_against_brute_force():
     assert got == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("offset", [0.0, 1000.0])
+def test_prdc_float32_blocks_give_the_float64_counts_on_ties_and_far_points(offset):
+    """Distances come from float32 blocks with float64 rechecks near each threshold: on integer
+    points (many exact ties at the radii), far from the origin (large norms), and with fakes that
+    equal reals, every count equals the brute-force float64 one and the radii scikit-learn's."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from harness.scoring.metrics.generative import kth_neighbour_sq_distances
+
+    rng = np.random.default_rng(14)
+    real = rng.integers(0, 5, size=(700, 6)).astype(float) + offset
+    fake = np.concatenate([real[:200], rng.integers(0, 5, size=(400, 6)) + offset + rng.normal(0, 0.3, (400, 6))])
+    k = 5
+    for x in (real, fake):
+        dist, _ = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(x).kneighbors()
+        assert np.allclose(kth_neighbour_sq_distances(x, k), dist[:, k - 1] ** 2, rtol=1e-9, atol=1e-9)
+    d_rr = ((real[:, None] - real[None]) ** 2).sum(-1)
+    d_ff = ((fake[:, None] - fake[None]) ** 2).sum(-1)
+    d_rf = ((real[:, None] - fake[None]) ** 2).sum(-1)
+    r_rad = np.sort(d_rr, 1)[:, k] * (1 - 1e-9)
+    f_rad = np.sort(d_ff, 1)[:, k] * (1 - 1e-9)
+    inside = d_rf < r_rad[:, None]
+    expected = {
+        "precision": inside.any(0).mean(),
+        "recall": (d_rf < f_rad[None, :]).any(1).mean(),
+        "density": inside.sum(0).sum() / (k * len(fake)),
+        "coverage": inside.any(1).mean(),
+    }
+    assert precision_recall_density_coverage(real, fake, k=k) == expected
+
+
 # copy detection: tests/test_copy_detection.py
 
 

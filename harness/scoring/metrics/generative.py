@@ -270,33 +270,91 @@ def kid(feat_a: np.ndarray, feat_b: np.ndarray, n_subsets: int = 100, subset_siz
 # Precision, recall, density, coverage
 # ---------------------------------------------------------------------------------------------
 
-_DIST_CHUNK = 256  # rows per block of a distance matrix (256 x 10k float64 = 20 MB)
+_DIST_CHUNK = 256  # rows per block of a distance matrix (256 x 10k float32 = 10 MB)
+
+#: Bound on |float32 d^2 - exact d^2| relative to ``(|x| + |y|)^2``: one float32 dot product of
+#: D + 2 terms (``[x, |x|^2, 1] . [-2y, 1, |y|^2]``), inputs rounded to float32, the threshold
+#: rounded to float32: ``gamma_{D+2} + 3u`` with ``u = 2^-24`` (``gamma_n = n u / (1 - n u)``,
+#: any summation order, FMA or not), times 2 for safety. Comparisons closer to a threshold than
+#: this are redone in float64, so every count equals the all-float64 computation's.
+def _f32_tol(d: int) -> float:
+    u = 2.0 ** -24
+    n = d + 2
+    return 2.0 * (n * u / (1.0 - n * u) + 3.0 * u)
 
 
-def _sq_distances(x: np.ndarray, x_sq: np.ndarray, y_t: np.ndarray, y_sq: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distances (len(x), len(y)), clipped at 0.
+class _Points:
+    """Rows centred on a reference mean (distances are translation-invariant; smaller norms give
+    tighter float32 bounds): float64 rows and squared norms for exact rechecks, and the float32
+    augmented rows whose products are squared distances."""
 
-    ``y_t`` is ``y`` transposed (D, M); ``x_sq``, ``y_sq`` the squared row norms.
-    """
-    d2 = x @ y_t
-    d2 *= -2.0
-    d2 += x_sq[:, None]
-    d2 += y_sq[None, :]
-    np.maximum(d2, 0.0, out=d2)
-    return d2
+    def __init__(self, x: np.ndarray, centre: np.ndarray):
+        self.x = x - centre
+        self.sq = np.einsum("ij,ij->i", self.x, self.x)
+        self.norm = np.sqrt(self.sq)
+        n = len(x)
+        self.left = np.empty((n, x.shape[1] + 2), dtype=np.float32)    # [x, |x|^2, 1]
+        self.left[:, :-2], self.left[:, -2], self.left[:, -1] = self.x, self.sq, 1.0
+        self.right_t = np.empty((x.shape[1] + 2, n), dtype=np.float32)  # [-2x, 1, |x|^2]^T
+        self.right_t[:-2], self.right_t[-2], self.right_t[-1] = -2.0 * self.x.T, 1.0, self.sq
+
+    def exact_sq(self, rows: np.ndarray, other: "_Points", cols: np.ndarray) -> np.ndarray:
+        """Exact (float64) squared distances of the pairs (self[rows], other[cols]), clipped at 0."""
+        d2 = self.sq[rows] + other.sq[cols] - 2.0 * np.einsum("ij,ij->i", self.x[rows], other.x[cols])
+        return np.maximum(d2, 0.0)
+
+
+def _nonzero(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.nonzero`` of a sparse 2-D boolean mask, scanning 8 flags per 64-bit word first."""
+    n_rows, n_cols = mask.shape
+    if n_cols % 8 or not mask.flags.c_contiguous:
+        return np.nonzero(mask)
+    r, w = np.nonzero(mask.view(np.uint64))
+    rr, bit = np.nonzero(mask.reshape(n_rows, n_cols // 8, 8)[r, w])
+    return r[rr], w[rr] * 8 + bit
+
+
+def _kth_smallest_per_row(rows: np.ndarray, values: np.ndarray, n_rows: int, k: int) -> np.ndarray:
+    """The k-th smallest (1-based) of ``values`` grouped by ``rows`` (sorted ascending; every row
+    holds at least k values), (n_rows,)."""
+    counts = np.bincount(rows, minlength=n_rows)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pad = np.full((n_rows, counts.max()), np.inf, dtype=values.dtype)
+    pad[rows, np.arange(len(rows)) - starts[rows]] = values
+    return np.partition(pad, k - 1, axis=1)[:, k - 1]
+
+
+def _kth_neighbour_sq(p: _Points, k: int) -> np.ndarray:
+    """Squared distance from each row of ``p`` to its k-th nearest other row: float32 distance
+    blocks select candidates that provably hold the k nearest (every pair within the float32
+    bound of the (k+1)-th smallest float32 value, self included), then exact float64 distances
+    of the candidates give the k-th (self excluded by index, as scikit-learn's ``kneighbors()``)."""
+    n = len(p.x)
+    tol = _f32_tol(p.x.shape[1])
+    out = np.empty(n)
+    probe = min(n, 2048)  # the (k+1)-th smallest of a column subset bounds the row's from above
+    for lo in range(0, n, _DIST_CHUNK):
+        hi = min(lo + _DIST_CHUNK, n)
+        d = p.left[lo:hi] @ p.right_t                                        # (rows, n) float32
+        m = np.float32(2.0 * tol * (p.norm[lo:hi].max() + p.norm.max()) ** 2)  # twice the bound
+        first = np.partition(d[:, :probe], k, axis=1)[:, k]
+        rows, cols = _nonzero(d <= (first + m)[:, None])
+        v = _kth_smallest_per_row(rows, d[rows, cols], hi - lo, k + 1)       # the row's (k+1)-th, float32
+        keep = (d[rows, cols] <= v[rows] + m) & (cols != rows + lo)
+        rows, cols = rows[keep], cols[keep]
+        out[lo:hi] = _kth_smallest_per_row(rows, p.exact_sq(rows + lo, p, cols), hi - lo, k)
+    return out
 
 
 def kth_neighbour_sq_distances(features: np.ndarray, k: int) -> np.ndarray:
     """Squared distance from each row to its k-th nearest other row (itself excluded), float64 (N,).
 
-    Exact brute-force search in float64 (scikit-learn's ``NearestNeighbors(algorithm="brute")``,
-    whose blocked, multithreaded k-NN reduction is about twice as fast as NumPy blocks).
+    Exact: the same values as a brute-force float64 search (scikit-learn's
+    ``NearestNeighbors(algorithm="brute").kneighbors()``, to rounding of the last bits), from
+    float32 distance blocks that only pick candidates and float64 distances of the candidates.
     """
-    from sklearn.neighbors import NearestNeighbors
-
     f = _features(features, "features", min_rows=k + 1)
-    dist, _ = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(f).kneighbors()
-    return dist[:, k - 1] ** 2
+    return _kth_neighbour_sq(_Points(f, f.mean(axis=0)), k)
 
 
 #: Ball membership is ``d^2 < r^2 (1 - _BALL_RTOL)``. Radii and distances come from different
@@ -319,10 +377,12 @@ def precision_recall_density_coverage(real: np.ndarray, fake: np.ndarray, k: int
       distributions, above 1 when fakes crowd dense real regions);
     - coverage  = share of reals whose ball holds at least one fake.
 
-    Exact nearest neighbours (no approximate search), float64 throughout, distances in blocks.
-    Membership is strict, ``d^2 < NND_k^2 (1 - 1e-9)``: points on a boundary (ties, e.g. fakes
-    equal to reals) are outside, as with the reference implementation's ``d < NND_k`` on a
-    single distance matrix.
+    Exact nearest neighbours (no approximate search) and exact counts: distances come in float32
+    blocks (one GEMM of augmented rows each), and every comparison that lies within the float32
+    error bound of its threshold is redone in float64, so the counts equal an all-float64
+    computation's. Membership is strict, ``d^2 < NND_k^2 (1 - 1e-9)``: points on a boundary
+    (ties, e.g. fakes equal to reals) are outside, as with the reference implementation's
+    ``d < NND_k`` on a single distance matrix.
 
     Args:
         real: (N, D) real features; fake: (M, D) fake features (N, M > k).
@@ -342,25 +402,51 @@ def precision_recall_density_coverage(real: np.ndarray, fake: np.ndarray, k: int
     f = _features(fake, "fake", min_rows=k + 1)
     if r.shape[1] != f.shape[1]:
         raise ValueError(f"feature sizes differ: {r.shape[1]} and {f.shape[1]}")
+    centre = r.mean(axis=0)
+    rp, fp = _Points(r, centre), _Points(f, centre)
     if real_radii_sq is None:
-        real_radii_sq = kth_neighbour_sq_distances(r, k)
+        real_radii_sq = _kth_neighbour_sq(rp, k)
     real_radii_sq = np.asarray(real_radii_sq, dtype=np.float64)
     if real_radii_sq.shape != (len(r),):
         raise ValueError(f"real_radii_sq must have shape ({len(r)},), found {real_radii_sq.shape}")
     real_balls = real_radii_sq * (1.0 - _BALL_RTOL)
-    fake_balls = kth_neighbour_sq_distances(f, k) * (1.0 - _BALL_RTOL)
+    fake_balls = _kth_neighbour_sq(fp, k) * (1.0 - _BALL_RTOL)
 
-    r_t, r_sq = np.ascontiguousarray(r.T), np.einsum("ij,ij->i", r, r)
-    f_sq = np.einsum("ij,ij->i", f, f)
+    tol = _f32_tol(r.shape[1])
+    r_max = rp.norm.max()
     in_real_balls = np.zeros(len(f), dtype=np.int64)   # per fake: how many real balls hold it
     real_in_fake_ball = np.zeros(len(r), dtype=bool)   # per real: inside some fake ball
     real_ball_hit = np.zeros(len(r), dtype=bool)       # per real: its ball holds some fake
-    for j in range(0, len(f), _DIST_CHUNK):
-        d2 = _sq_distances(f[j:j + _DIST_CHUNK], f_sq[j:j + _DIST_CHUNK], r_t, r_sq)  # (fakes, reals)
-        inside = d2 < real_balls[None, :]
-        in_real_balls[j:j + _DIST_CHUNK] = np.count_nonzero(inside, axis=1)
-        real_ball_hit |= inside.any(axis=0)
-        real_in_fake_ball |= (d2 < fake_balls[j:j + _DIST_CHUNK, None]).any(axis=0)
+    for lo in range(0, len(f), _DIST_CHUNK):
+        hi = min(lo + _DIST_CHUNK, len(f))
+        d2 = fp.left[lo:hi] @ rp.right_t                                   # (fakes, reals) float32
+        col_m = tol * (fp.norm[lo:hi].max() + rp.norm) ** 2                # per real: the bound
+        row_m = tol * (fp.norm[lo:hi] + r_max) ** 2                        # per fake
+        # precision, density, coverage: fake in a real ball (column thresholds)
+        sure = d2 < (real_balls - col_m).astype(np.float32)
+        n_sure = np.count_nonzero(sure, axis=1)
+        in_real_balls[lo:hi] += n_sure
+        real_ball_hit |= sure.any(axis=0)
+        upper = (real_balls + col_m).astype(np.float32)
+        unsure = np.flatnonzero(np.count_nonzero(d2 < upper, axis=1) > n_sure)
+        if len(unsure):  # the few fakes with a distance near some real ball's radius: float64
+            rows, cols = np.nonzero((d2[unsure] < upper) & ~sure[unsure])
+            rows = unsure[rows]
+            inside = fp.exact_sq(rows + lo, rp, cols) < real_balls[cols]
+            np.add.at(in_real_balls, rows[inside] + lo, 1)
+            real_ball_hit[cols[inside]] = True
+        # recall: real in a fake ball (row thresholds); only reals not yet inside one are looked at
+        fb = fake_balls[lo:hi]
+        upper = (fb + row_m).astype(np.float32)[:, None]
+        open_cols = np.flatnonzero((d2 < upper).any(axis=0) & ~real_in_fake_ball)
+        if len(open_cols):
+            sub = d2[:, open_cols]
+            real_in_fake_ball[open_cols[(sub < (fb - row_m).astype(np.float32)[:, None]).any(axis=0)]] = True
+            rows, c = np.nonzero(sub < upper)
+            keep = ~real_in_fake_ball[open_cols[c]]
+            rows, cols = rows[keep], open_cols[c[keep]]
+            inside = fp.exact_sq(rows + lo, rp, cols) < fb[rows]
+            real_in_fake_ball[cols[inside]] = True
     return {
         "precision": float((in_real_balls > 0).mean()),
         "recall": float(real_in_fake_ball.mean()),
@@ -404,34 +490,4 @@ def classes_covered(probs: np.ndarray, min_share: float = 0.02) -> int:
     return int((_class_shares(probs) >= min_share).sum())
 
 
-# ---------------------------------------------------------------------------------------------
-# Copy detection in pixel space
-# ---------------------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
-
-# ---------------------------------------------------------------------------------------------
-# The whole suite, with the reference classifier and cached real-data statistics
-# ---------------------------------------------------------------------------------------------
-
-
-
-_context: dict[str, object] = {}
-
-
-
-
-
-
-
-
+# copy detection: harness.scoring.metrics.copy_detection; the suite: harness.scoring.tracks.generate_suite
