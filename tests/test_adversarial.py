@@ -2,8 +2,8 @@
 
 Every case is a real submission folder graded by ``harness grade --quick`` with the short limits of
 ``tests/adversarial/competition.yaml``. The attacks are real files: ``tests/adversarial/attacks/<name>/``
-(``submission.yaml`` and ``classifier.py``), copied with ``attacks/_shared/hostile.py`` and a
-``host.json`` naming the host paths, sockets and pids to go for; what cannot live in git (links
+(``submission.yaml`` and ``classifier.py``), copied by ``conftest.copy_attack`` with the modules of
+``attacks/_shared/`` (``hostile.py``, ``plain_model.py``) and a ``host.json`` naming the host paths, sockets and pids to go for; what cannot live in git (links
 leaving the tree, FIFOs, sparse files, pickles, zip bombs) is built by a ``build`` function here. The
 student code tries its attack in the model's ``__init__``, in ``forward``, in its ``train:`` function,
 or in an ``atexit`` hook that runs after the harness's ingestion has written the outputs (to tamper
@@ -57,14 +57,13 @@ from typing import Callable
 import numpy as np
 import pytest
 
+from conftest import ADVERSARIAL_CONFIG as CONFIG, ATTACKS, ROOT, SOFTMAX_MANIFEST, copy_attack, softmax_submission
 from harness import data, sandbox
 from harness.sandbox import limits as sandbox_limits, mounts
 
 from harness.grading import grade
 from harness.store import Store
 
-ROOT = Path(__file__).resolve().parent.parent
-CONFIG = ROOT / "tests" / "adversarial" / "competition.yaml"
 TIME_LIMIT = 15.0  # quick.time_limit_seconds in CONFIG
 SANDBOX_UIDS = range(70000, 70256)
 JOBS = 3
@@ -72,8 +71,6 @@ JOBS = 3
 pytestmark = pytest.mark.skipif(not sandbox.sandbox_available()[0],
                                 reason=f"bubblewrap sandbox unavailable: {sandbox.sandbox_available()[1]}")
 
-GOOD_MANIFEST = ("name: Good neighbour\nclassify:\n  model: classifier.py:SoftmaxRegression\n  epochs: 1\n"
-                 "  batch_size: 100\n  optimizer: SGD\n  optimizer_args: {lr: 0.1}\n")
 WEIGHTS_MANIFEST = ("name: Hostile {name}\nclassify:\n  model: classifier.py:Model\n  epochs: 1\n"
                     "  batch_size: 100\n  weights: {weights}\n")
 
@@ -93,9 +90,7 @@ REAL_LIMITS_FOR = grade.limits_for
 
 # ----------------------------------------------------------------------------------------------
 # The student side: real submission folders under tests/adversarial/attacks/<name>/ (submission.yaml
-# and classifier.py), each beside a copy of attacks/_shared/hostile.py and a host.json the test writes
-
-ATTACKS = ROOT / "tests" / "adversarial" / "attacks"
+# and classifier.py), each beside a copy of the attacks/_shared/ modules and a host.json the test writes
 
 
 # ----------------------------------------------------------------------------------------------
@@ -116,8 +111,9 @@ class Case:
 
 
 def honest(folder: Path, host: dict, manifest: str | None = None) -> None:
-    shutil.copy(ROOT / "baselines" / "softmax-regression" / "classifier.py", folder / "classifier.py")
-    (folder / "submission.yaml").write_text(manifest or GOOD_MANIFEST.replace("Good neighbour", folder.name))
+    softmax_submission(folder, name=folder.name)
+    if manifest:
+        (folder / "submission.yaml").write_text(manifest)
 
 
 def build_symlink_outside(folder, host):
@@ -149,7 +145,8 @@ def build_fifo(folder, host):
 
 
 def build_traversal(folder, host):
-    honest(folder, host, GOOD_MANIFEST.replace("classifier.py:", "../good/classifier.py:"))
+    honest(folder, host, SOFTMAX_MANIFEST.format(name="Good neighbour", lr=0.1).replace("classifier.py:",
+                                                                                        "../good/classifier.py:"))
 
 
 class Evil:
@@ -164,7 +161,7 @@ class Evil:
 
 def weights_model(folder, weights):
     honest(folder, {}, WEIGHTS_MANIFEST.format(name=folder.name, weights=weights))
-    shutil.copy(ATTACKS / "_shared" / "weights_model.py", folder / "classifier.py")
+    shutil.copy(ATTACKS / "_shared" / "plain_model.py", folder / "classifier.py")
 
 
 def build_pickle_weights(folder, host):
@@ -328,10 +325,8 @@ ORDER = ["infinite_loop", "sleeper", "good_output_then_hang"]
 
 
 def build_attack(folder: Path, host: dict) -> None:
-    """Copy the attack's folder, the shared helpers beside it, and the host's paths as host.json."""
-    shutil.copytree(ATTACKS / folder.name, folder, dirs_exist_ok=True)
-    shutil.copy(ATTACKS / "_shared" / "hostile.py", folder / "hostile.py")
-    (folder / "host.json").write_text(json.dumps(host))
+    """Copy the attack's folder, the shared modules beside it, and the host's paths as host.json."""
+    copy_attack(folder.name, folder, host)
 
 
 # ----------------------------------------------------------------------------------------------

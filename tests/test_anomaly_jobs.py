@@ -1,7 +1,8 @@
 """Anomaly jobs see only their own inputs (issue 10, item 3; SPEC "anomaly").
 
-Two hostile submissions (real files under ``tests/adversarial/attacks/``) graded by the real
-sandbox with ``--quick``, in one call:
+Two hostile submissions (real files under ``tests/adversarial/attacks/``, copied with the shared
+modules beside them by ``conftest.copy_attack``) graded by the real sandbox with ``--quick``, in one
+call:
 
 * ``anomaly_lookup`` answers the course protocol by looking each image up among the clean images
   it finds in its input folder. When the course job also received ``test_x`` it scored AUROC
@@ -19,10 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, read_results
+from conftest import copy_attack, read_results
 from harness import sandbox
-
-ATTACKS = ROOT / "tests" / "adversarial" / "attacks"
 
 pytestmark = pytest.mark.skipif(not sandbox.sandbox_available()[0],
                                 reason=f"bubblewrap sandbox unavailable: {sandbox.sandbox_available()[1]}")
@@ -36,6 +35,7 @@ def graded(tmp_path_factory):
     from harness.grading import grade
 
     root = tmp_path_factory.mktemp("anomaly-jobs")
+    subs = [str(copy_attack(name, root / "subs" / name)) for name in ("anomaly_lookup", "anomaly_spy")]
     inputs = []
     real = sandbox.run_ingestion
 
@@ -46,7 +46,7 @@ def graded(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(grade.sandbox, "run_ingestion", spy)
-        code = main(["grade", str(ATTACKS / "anomaly_lookup"), str(ATTACKS / "anomaly_spy"), "--track", "anomaly",
+        code = main(["grade", *subs, "--track", "anomaly",
                      "--quick", "--db", str(root / "db"), "--json", str(root / "r.json")])
     assert code == 0
     results = {s["id"]: s["tracks"]["anomaly"] for s in read_results(root / "r.json")["submissions"]}

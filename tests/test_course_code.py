@@ -51,6 +51,17 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def check_fails(harness_cli, sub, expected: str) -> None:
+    """`harness check` refuses the submission, saying ``expected``."""
+    code, out, _ = harness_cli("check", sub)
+    assert code == 1 and expected in one_line(out)
+
+
+def vae_manifest(old: str, new: str) -> str:
+    """The course VAE's submission.yaml with ``old`` replaced by ``new``."""
+    return (COURSE / "chainer-vae" / "submission.yaml").read_text().replace(old, new)
+
+
 def test_course_code_grades_as_it_is(course, harness_cli, tmp_path):
     """A notebook (definitions only), Chainer's example MLP with model_args, an L.Classifier wrapper."""
     subs = [course("notebook"), course("chainer-mnist"), course("classifier-wrapper")]
@@ -122,8 +133,7 @@ def test_constructor_arguments_name_model_args(course, harness_cli, tmp_path):
     sub = course("chainer-mnist", "no-args", manifest=manifest)
     expected = "train_mnist.py:MLP: MLP() needs n_units, n_out: give them in submission.yaml as " \
                "`model_args: {n_units: ..., n_out: ...}`"
-    code, out, _ = harness_cli("check", sub)
-    assert code == 1 and expected in one_line(out)
+    check_fails(harness_cli, sub, expected)
     code, results = grade(harness_cli, tmp_path, "classify", sub)
     assert results["no-args"]["status"] == "INVALID_SUBMISSION" and expected in results["no-args"]["message"]
 
@@ -141,22 +151,18 @@ def test_vae_with_its_own_train_passes_with_warnings(course, harness_cli):
 
 
 def test_a_forward_that_returns_a_loss_fails_alike_in_check_and_grade(course, harness_cli, tmp_path):
-    manifest = (COURSE / "chainer-vae" / "submission.yaml").read_text().replace("net.py:VAE", "net.py:LossVAE")
-    sub = course("chainer-vae", "loss-vae", manifest=manifest)
+    sub = course("chainer-vae", "loss-vae", manifest=vae_manifest("net.py:VAE", "net.py:LossVAE"))
     expected = "this looks like a loss: return the reconstruction; put the loss in `train:`"
-    code, out, _ = harness_cli("check", sub)
-    assert code == 1 and expected in one_line(out)
+    check_fails(harness_cli, sub, expected)
     code, results = grade(harness_cli, tmp_path, "anomaly", sub)
     r = results["loss-vae"]
     assert code == 1 and r["status"] == "INVALID_SUBMISSION" and expected in one_line(r["message"])
 
 
 def test_a_train_function_with_the_wrong_signature_fails_alike(course, harness_cli, tmp_path):
-    manifest = (COURSE / "chainer-vae" / "submission.yaml").read_text().replace("train.py:fit", "train.py:main")
-    sub = course("chainer-vae", "bad-train", manifest=manifest)
+    sub = course("chainer-vae", "bad-train", manifest=vae_manifest("train.py:fit", "train.py:main"))
     expected = "train: train.py:main has the signature main(), expected fit(models, data, settings)"
-    code, out, _ = harness_cli("check", sub)
-    assert code == 1 and expected in one_line(out)
+    check_fails(harness_cli, sub, expected)
     code, results = grade(harness_cli, tmp_path, "anomaly", sub)
     assert results["bad-train"]["status"] == "INVALID_SUBMISSION" and expected in results["bad-train"]["message"]
 
@@ -165,8 +171,7 @@ def test_a_tanh_generator_is_told_the_fix_in_check_and_grade(course, harness_cli
     net = (COURSE / "chainer-dcgan" / "net.py").read_text().replace("x = F.sigmoid(self.dc2(h))", "x = F.tanh(self.dc2(h))")
     sub = course("chainer-dcgan", "tanh", files={"net.py": net})
     expected = "outputs in [-1, 1] (tanh): return `(y + 1) / 2` or end with `F.sigmoid`"
-    code, out, _ = harness_cli("check", sub)
-    assert code == 1 and expected in one_line(out)
+    check_fails(harness_cli, sub, expected)
     code, results = grade(harness_cli, tmp_path, "generate", sub)
     assert results["tanh"]["status"] == "INVALID_SUBMISSION" and expected in one_line(results["tanh"]["message"])
 

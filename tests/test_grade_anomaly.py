@@ -2,27 +2,10 @@
 
 import pytest
 
-from conftest import ROOT, read_results
+from conftest import ROOT, TINY_AE_CODE, TINY_AE_MANIFEST as TINY, read_results
 from harness.store import Store
 
-TINY = """\
-name: Tiny AE
-anomaly:
-  model: ae.py:AE
-  epochs: 1
-  batch_size: 100
-"""
-AE = """\
-import chainer, chainer.functions as F, chainer.links as L
-class AE(chainer.Chain):
-    def __init__(self):
-        super().__init__()
-        with self.init_scope():
-            self.enc = L.Linear(784, 32)
-            self.dec = L.Linear(32, 784)
-    def forward(self, x):
-        return F.reshape(F.sigmoid(self.dec(F.relu(self.enc(x)))), x.shape)
-"""
+AE = TINY_AE_CODE.format(hidden=32)
 CUSTOM_SCORE = AE + """\
     def anomaly_score(self, x):
         # the maximum squared error of any pixel, not the mean: the harness must use it

@@ -15,23 +15,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import read_results
+from conftest import ADVERSARIAL_CONFIG as CONFIG, ROOT, copy_attack, read_results, softmax_submission
 from harness import manifest, sandbox
 from harness.store import Store
 from harness.store.merge import merge_files
 
-ROOT = Path(__file__).resolve().parent.parent
-ATTACKS = ROOT / "tests" / "adversarial" / "attacks"
-CONFIG = ROOT / "tests" / "adversarial" / "competition.yaml"
-GOOD_MANIFEST = ("name: Good neighbour\nclassify:\n  model: classifier.py:SoftmaxRegression\n  epochs: 1\n"
-                 "  batch_size: 100\n  optimizer: SGD\n  optimizer_args: {lr: 0.1}\n")
 
 # attack -> (status, words the message must contain)
 EXPECTED = {
@@ -57,21 +52,17 @@ def rm_rf(path: Path) -> None:
 @pytest.fixture
 def attack_folders(tmp_path):
     subs = tmp_path / "subs"
-    good = subs / "good"
-    shutil.copytree(ROOT / "baselines" / "softmax-regression", good)
-    (good / "submission.yaml").write_text(GOOD_MANIFEST)
+    good = softmax_submission(subs / "good")
     folders = {"good": good}
     for name in EXPECTED:
-        folders[name] = subs / name
-        shutil.copytree(ATTACKS / name, subs / name)
+        folders[name] = copy_attack(name, subs / name)
     d = folders["deep_tree"]
     for _ in range(1100):
         d = d / "d"
         os.mkdir(d)
     subprocess.run(["truncate", "-s", "32G", str(folders["sparse_file"] / "data.bin")], check=True)
     # a second folder named `good`, outside any submissions root: the same id as the first
-    folders["identity_clash"] = tmp_path / "elsewhere" / "good"
-    shutil.copytree(ATTACKS / "identity_clash" / "good", folders["identity_clash"])
+    folders["identity_clash"] = copy_attack("identity_clash/good", tmp_path / "elsewhere" / "good")
     yield folders
     rm_rf(tmp_path / "subs")
 
@@ -130,7 +121,10 @@ def test_one_grade_call_isolates_every_attack(attack_folders, harness_cli, tmp_p
 
 def test_check_refuses_the_alias_bomb_at_once(harness_cli, tmp_path):
     started = time.monotonic()
-    code, out, _ = harness_cli("check", ATTACKS / "yaml_alias_bomb", "--config", CONFIG, "--db", tmp_path / "s.db")
+    # a short folder (no longer than the attack's own path): check's terminal output must not wrap the words
+    with tempfile.TemporaryDirectory(prefix="h") as short:
+        bomb = copy_attack("yaml_alias_bomb", Path(short) / "yaml_alias_bomb")
+        code, out, _ = harness_cli("check", bomb, "--config", CONFIG, "--db", tmp_path / "s.db")
     assert code == 1 and "anchors (&name) and aliases (*name) are not allowed" in out
     assert time.monotonic() - started < 10
 

@@ -5,28 +5,12 @@ import json
 import numpy as np
 import pytest
 
+from conftest import TINY_AE_CODE, TINY_AE_MANIFEST as TINY_AE
 from harness import sandbox
 
 from harness.grading import grade
 
-TINY_AE = """\
-name: Tiny AE
-anomaly:
-  model: ae.py:AE
-  epochs: 1
-  batch_size: 100
-"""
-AE_CODE = """\
-import chainer, chainer.functions as F, chainer.links as L
-class AE(chainer.Chain):
-    def __init__(self):
-        super().__init__()
-        with self.init_scope():
-            self.enc = L.Linear(784, 16)
-            self.dec = L.Linear(16, 784)
-    def forward(self, x):
-        return F.reshape(F.sigmoid(self.dec(F.relu(self.enc(x)))), x.shape)
-"""
+AE_CODE = TINY_AE_CODE.format(hidden=16)
 TINY_GAN = """\
 name: Tiny GAN
 generate:

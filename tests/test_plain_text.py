@@ -13,27 +13,20 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import shutil
-import subprocess
-import sys
 
 import pytest
 from rich.console import Console
 from rich.progress import Progress
 
-from conftest import ROOT
+from conftest import copy_attack, run_cli, small_quick_config, softmax_submission
 from harness.render.tables import csv_cell, markdown_table, md_cell
 from harness.text import plain_text
 
-ATTACK = ROOT / "tests" / "adversarial" / "attacks" / "terminal_escapes"
 ESC_TEXT = ("\x1b[2J\x1b[H\x1b]8;;http://evil.example\x1b\\click\x1b]8;;\x1b\\ \x1b]52;c;ZXZpbA==\x07\x9b31m "
             "\x1bc\x9d0;title\x9c\u202e\x08\r")
 # the raw bytes, and their JSON spellings: none may appear in anything written
 FORBIDDEN = ["\x1b", "\x07", "\x9b", "\x9d", "\x9c", "\x08", "\r", "\u202e",
              "\\u001b", "\\u0007", "\\u009b", "\\u009d", "\\u009c", "\\u0008", "\\r", "\\u202e"]
-GOOD_MANIFEST = ("name: Good\nclassify:\n  model: classifier.py:SoftmaxRegression\n  epochs: 1\n  batch_size: 100\n"
-                 "  optimizer: SGD\n  optimizer_args: {lr: 0.1}\n")
 
 
 def assert_inert(text: str, where: str) -> None:
@@ -102,20 +95,13 @@ def test_progress_phase_with_markup_does_not_kill_the_refresh():
 
 # ----------------------------------------------------------------- a real hostile grade, every rendering
 
-def run_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=600, env={**os.environ, "COLUMNS": "200"})
-
-
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory, mnist):
     tmp = tmp_path_factory.mktemp("plain")
-    cfg = tmp / "competition.yaml"
-    cfg.write_text("quick:\n  train_subset: 2000\n")
+    cfg = small_quick_config(tmp)
     subs = tmp / "submissions"
-    shutil.copytree(ATTACK, subs / "escapes")
-    shutil.copytree(ROOT / "baselines" / "softmax-regression", subs / "good")
-    (subs / "good" / "submission.yaml").write_text(GOOD_MANIFEST)
+    copy_attack("terminal_escapes", subs / "escapes")
+    softmax_submission(subs / "good", name="Good")
     db = tmp / "leaderboard.db"
     r = run_cli("grade", subs / "escapes", subs / "good", "--quick", "--db", db, "--config", cfg,
                 "--track", "classify", "--json", tmp / "r.json", "--junit", tmp / "j.xml",

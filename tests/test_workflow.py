@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 import shutil
 import sqlite3
@@ -25,19 +24,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, run_cli, small_quick_config, softmax_submission
 from harness.store import Run, Store
 
 DATA = Path(__file__).resolve().parent / "data"
 OK_IDS = [f"s{i}" for i in range(1, 7)]
 BROKEN = "zz-broken"
-MANIFEST = ("name: Student {i}\nclassify:\n  model: classifier.py:SoftmaxRegression\n  epochs: 1\n"
-            "  batch_size: 100\n  optimizer: SGD\n  optimizer_args: {{lr: {lr}}}\n")
-
-
-def run_cli(*args, cwd=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout, env={**os.environ, "COLUMNS": "200"})
 
 
 @pytest.fixture
@@ -57,14 +49,11 @@ def cli(capsys):
 def klass(tmp_path_factory, mnist):
     """Grade the class: two shard processes at once, --jobs 2 each, one shared store."""
     tmp = tmp_path_factory.mktemp("class")
-    cfg = tmp / "competition.yaml"
-    cfg.write_text("quick:\n  train_subset: 2000\n")
+    cfg = small_quick_config(tmp)
     subs = tmp / "submissions"
     for i, sid in enumerate(OK_IDS, 1):
-        shutil.copytree(ROOT / "baselines" / "softmax-regression", subs / sid)
-        (subs / sid / "submission.yaml").write_text(MANIFEST.format(i=i, lr=[0.05, 0.1, 0.15, 0.2, 0.3, 0.5][i - 1]))
-    shutil.copytree(ROOT / "baselines" / "softmax-regression", subs / BROKEN)
-    (subs / BROKEN / "submission.yaml").write_text(MANIFEST.format(i=9, lr=0.1))
+        softmax_submission(subs / sid, name=f"Student {i}", lr=[0.05, 0.1, 0.15, 0.2, 0.3, 0.5][i - 1])
+    softmax_submission(subs / BROKEN, name="Student 9", lr=0.1)
     (subs / BROKEN / "classifier.py").write_text("raise RuntimeError('this submission is broken on purpose')\n")
     shared = tmp / "shared" / "leaderboard.db"
     paths = sorted(str(p) for p in subs.iterdir())

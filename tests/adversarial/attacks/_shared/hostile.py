@@ -1,5 +1,6 @@
-"""Shared by the hostile submissions of tests/test_adversarial.py, which copies this file beside each
-one's classifier.py together with host.json (the host paths, sockets and pids the attack goes for).
+"""Shared by the hostile submissions of tests/test_adversarial.py: ``conftest.copy_attack`` copies this
+file beside each one's classifier.py together with host.json (the host paths, sockets and pids the
+attack goes for).
 
 An attack that works says so (``ATTACK SUCCEEDED: ...``); one that is stopped raises
 ``attack blocked: <what stopped it>``. ``hostile_model(attack, when)`` gives the submission's Model
@@ -27,6 +28,31 @@ def blocked(what):
 
 def err(exc):
     return f"{type(exc).__name__}: {exc}"
+
+
+def try_each(steps):
+    """Run each ``(name, fn)``; succeed at the first that raises no OSError, else block naming them all."""
+    errors = []
+    for name, fn in steps:
+        try:
+            fn()
+        except OSError as e:
+            errors.append(f"{name}: {err(e)}")
+            continue
+        succeeded(name)
+    blocked("; ".join(errors))
+
+
+def fill_file(target, limit=2 << 30):
+    """Write 1 MiB chunks of 0xff to ``target`` up to ``limit`` bytes: succeeds only if nothing stops it."""
+    chunk = b"\xff" * (1 << 20)
+    written = 0
+    with open(target, "wb") as f:
+        while written < limit:
+            f.write(chunk)
+            f.flush()
+            written += len(chunk)
+    succeeded(f"wrote {written >> 20} MiB to {target}")
 
 
 def read_everything(paths, globs, extra=None):

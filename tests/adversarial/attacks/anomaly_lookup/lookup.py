@@ -9,20 +9,13 @@ images it scores, every image is "not found" and the scores are all ties: chance
 """
 
 import os
-import sys
 
 import numpy as np
+from anomaly_inputs import Passthrough, input_dir
 
 from harness.chainer_env import chainer
 
-L = chainer.links
-
 _KNOWN = None
-
-
-def input_dir() -> str:
-    argv = sys.argv
-    return argv[argv.index("--input") + 1] if "--input" in argv else "/input"
 
 
 def known_clean_images() -> set:
@@ -43,15 +36,7 @@ def known_clean_images() -> set:
     return _KNOWN
 
 
-class Lookup(chainer.Chain):
-    def __init__(self):
-        super().__init__()
-        with self.init_scope():
-            self.unused = L.Linear(1, 1)
-
-    def forward(self, x):
-        return x
-
+class Lookup(Passthrough):
     def anomaly_score(self, x):
         known = known_clean_images()
         a = chainer.backend.CpuDevice().send(x.array if isinstance(x, chainer.Variable) else x)

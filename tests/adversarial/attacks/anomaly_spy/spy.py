@@ -7,29 +7,12 @@ train with labels or answer by lookup; the test reads these lines per job to pro
 """
 
 import os
-import sys
 
 import numpy as np
-
-from harness.chainer_env import chainer
-
-L = chainer.links
+from anomaly_inputs import Passthrough, input_dir
 
 
-def input_dir() -> str:
-    argv = sys.argv
-    return argv[argv.index("--input") + 1] if "--input" in argv else "/input"
-
-
-class Spy(chainer.Chain):
-    def __init__(self):
-        super().__init__()
-        with self.init_scope():
-            self.unused = L.Linear(1, 1)
-
-    def forward(self, x):
-        return x
-
+class Spy(Passthrough):
     def anomaly_score(self, x):
         return self.xp.zeros(len(x), dtype=np.float32) + self.xp.arange(len(x), dtype=np.float32)
 

@@ -3,7 +3,7 @@
 import ctypes
 import os
 
-from hostile import blocked, err, hostile_model, succeeded
+from hostile import hostile_model, try_each
 
 
 def unshare_user():
@@ -14,17 +14,9 @@ def unshare_user():
 
 
 def attack(x=None):
-    errors = []
-    for name, fn in [("setuid(0)", lambda: os.setuid(0)), ("setgid(0)", lambda: os.setgid(0)),
-                     ("unshare(CLONE_NEWUSER)", unshare_user), ("open /dev/mem", lambda: open("/dev/mem", "rb")),  # noqa: SIM115
-                     ("chmod /", lambda: os.chmod("/", 0o777))]:
-        try:
-            fn()
-        except OSError as e:
-            errors.append(f"{name}: {err(e)}")
-            continue
-        succeeded(name)
-    blocked("; ".join(errors))
+    try_each([("setuid(0)", lambda: os.setuid(0)), ("setgid(0)", lambda: os.setgid(0)),
+              ("unshare(CLONE_NEWUSER)", unshare_user), ("open /dev/mem", lambda: open("/dev/mem", "rb")),  # noqa: SIM115
+              ("chmod /", lambda: os.chmod("/", 0o777))])
 
 
 Model, fit = hostile_model(attack, 'train')

@@ -1,20 +1,12 @@
 """Hostile submission fill_output_one_file: expected OUTPUT_LIMIT."""
 
-
-
-from hostile import hostile_model, succeeded
+from hostile import fill_file, hostile_model
 
 TARGET = "/output/fill.bin"
 
+
 def attack(x=None):
-    chunk = b"\xff" * (1 << 20)
-    written = 0
-    with open(TARGET, "wb") as f:
-        while written < (2 << 30):
-            f.write(chunk)
-            f.flush()
-            written += len(chunk)
-    succeeded(f"wrote {written >> 20} MiB to {TARGET}")
+    fill_file(TARGET)
 
 
 Model, fit = hostile_model(attack, 'train')

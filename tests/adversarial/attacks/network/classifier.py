@@ -2,7 +2,7 @@
 
 import socket
 
-from hostile import HOST, blocked, err, hostile_model, succeeded
+from hostile import HOST, hostile_model, try_each
 
 
 def tcp(host, port):
@@ -22,18 +22,10 @@ def udp():
 
 
 def attack(x=None):
-    errors = []
-    for name, fn in [("tcp 1.1.1.1:443", lambda: tcp("1.1.1.1", 443)),
-                     ("tcp host 127.0.0.1 listener", lambda: tcp("127.0.0.1", HOST["port"])),
-                     ("dns pypi.org", lambda: socket.getaddrinfo("pypi.org", 443)),
-                     ("abstract unix socket", unix_abstract), ("udp 8.8.8.8", udp)]:
-        try:
-            fn()
-        except OSError as e:
-            errors.append(f"{name}: {err(e)}")
-            continue
-        succeeded(name)
-    blocked("; ".join(errors))
+    try_each([("tcp 1.1.1.1:443", lambda: tcp("1.1.1.1", 443)),
+              ("tcp host 127.0.0.1 listener", lambda: tcp("127.0.0.1", HOST["port"])),
+              ("dns pypi.org", lambda: socket.getaddrinfo("pypi.org", 443)),
+              ("abstract unix socket", unix_abstract), ("udp 8.8.8.8", udp)])
 
 
 Model, fit = hostile_model(attack, 'train')

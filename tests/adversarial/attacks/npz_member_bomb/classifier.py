@@ -2,8 +2,7 @@ import atexit
 import struct
 import zlib
 
-import chainer
-import chainer.links as L
+from plain_model import Model  # noqa: F401  (the attack is not in the model)
 
 MEMBERS = 2_300_000
 
@@ -34,13 +33,3 @@ def tamper():
 
 
 atexit.register(tamper)
-
-
-class Model(chainer.Chain):
-    def __init__(self):
-        super().__init__()
-        with self.init_scope():
-            self.linear = L.Linear(784, 10)
-
-    def forward(self, x):
-        return self.linear(x)

@@ -1,12 +1,1 @@
-import chainer
-import chainer.links as L
-
-
-class Model(chainer.Chain):
-    def __init__(self):
-        super().__init__()
-        with self.init_scope():
-            self.linear = L.Linear(784, 10)
-
-    def forward(self, x):
-        return self.linear(x)
+from plain_model import Model  # noqa: F401  (the attack is not in the model)
