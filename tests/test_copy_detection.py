@@ -47,6 +47,15 @@ def test_every_disguise_is_caught(setup):
     assert all(rates[k] >= FLOOR[k] for k in FLOOR), rates
 
 
+def test_copied_skips_the_pair_score_but_flags_the_same_samples(setup):
+    """copy_rate computes the pair score only for samples the single score has not flagged: the
+    flags must equal those of both full scores, on every disguise and on held-out digits."""
+    train, test, index, th = setup
+    x = np.concatenate([*attacks(train).values(), test[5000:5600]]).astype(np.float32)
+    single, pair = index.scores(x)
+    assert np.array_equal(index.copied(x, th), (single < th[0]) | (pair < th[1]))
+
+
 def test_held_out_digits_and_noise_are_not_copies(setup):
     _, test, index, th = setup
     assert copy_rate(test[5000:7000], index, th) < 0.01  # calibrated to about 0.002 here

@@ -260,20 +260,39 @@ class CopyIndex:
         """(single (N,), pair (N,)) float64 copy scores; lower = more like a copy (0 = exact).
 
         Each index search runs once over all samples (its cost is per cluster, not per sample);
-        the checks on the candidates run in chunks of ``chunk`` samples (bounded memory)."""
+        the checks on the candidates run in chunks of ``chunk`` samples (bounded memory). A
+        sample's scores do not depend on the other samples."""
         x = _images28(samples, "samples")
+        return self._single_scores(x, chunk), self._pair_scores(x.reshape(len(x), -1), chunk)
+
+    def copied(self, samples: np.ndarray, thresholds: tuple[float, float], chunk: int = 1000) -> np.ndarray:
+        """bool (N,): ``single < thresholds[0] or pair < thresholds[1]`` (the same flags as
+        :meth:`scores`), with the pair score computed only for samples the single score has not
+        flagged already: a memoriser's plain, shifted, noisy or rescaled copies skip it."""
+        x = _images28(samples, "samples")
+        out = self._single_scores(x, chunk) < thresholds[0]
+        rest = np.flatnonzero(~out)
+        if len(rest):
+            out[rest] = self._pair_scores(x[rest].reshape(len(rest), -1), chunk) < thresholds[1]
+        return out
+
+    def _single_scores(self, x: np.ndarray, chunk: int) -> np.ndarray:
         n = len(x)
-        flat = x.reshape(n, -1)
         canon = _shift(x, canonical_shifts(x))
         cand = self._canon.search(self._project(canon.reshape(n, -1)), self.n_verify, self.nprobe)
-        raw_cand = self._raw.search(self._project(flat), self.n_candidates, self.nprobe)
         single = np.empty(n)
+        for i in range(0, n, chunk):
+            single[i:i + chunk] = self._single(canon[i:i + chunk], cand[i:i + chunk])
+        return single
+
+    def _pair_scores(self, flat: np.ndarray, chunk: int) -> np.ndarray:
+        n = len(flat)
+        raw_cand = self._raw.search(self._project(flat), self.n_candidates, self.nprobe)
         best = np.empty(n)
         resid = np.empty((n, self.n_peel, flat.shape[1]), dtype=np.float32)
         peeled = np.empty((n, self.n_peel), dtype=np.int64)
         for i in range(0, n, chunk):
             sl = slice(i, i + chunk)
-            single[sl] = self._single(canon[sl], cand[sl])
             best[sl], peeled[sl], resid[sl] = self._pair(flat[sl], raw_cand[sl])
         # the other parent of a blend: the rest of the sample once a parent is peeled off
         rc = self._raw.search(self._project(resid.reshape(n * self.n_peel, -1)), self.n_residual, self.nprobe)
@@ -282,8 +301,7 @@ class CopyIndex:
             sl = slice(i, i + chunk)
             best[sl] = np.maximum(best[sl], self._peeled_pairs(flat[sl], peeled[sl], rc[sl]))
         s_sq = np.einsum("nd,nd->n", flat, flat).astype(np.float64)
-        pair = np.clip(1.0 - best / np.maximum(s_sq, 1e-12), 0.0, None)
-        return single, pair
+        return np.clip(1.0 - best / np.maximum(s_sq, 1e-12), 0.0, None)
 
     def _single(self, canon: np.ndarray, cand: np.ndarray) -> np.ndarray:
         """1 - the best Pearson correlation of the blurred canonical sample with a blurred candidate at +-1 px."""
@@ -355,5 +373,4 @@ def copy_rate(samples: np.ndarray, index: CopyIndex, thresholds: tuple[float, fl
     """Share of samples that are (hidden) copies of a training image: a ``single`` or ``pair``
     score strictly below its threshold (:func:`copy_thresholds`). A memoriser scores near 1,
     new digits near 0, held-out test images about the calibration quantile (0.001)."""
-    single, pair = index.scores(samples)
-    return float(((single < thresholds[0]) | (pair < thresholds[1])).mean())
+    return float(index.copied(samples, thresholds).mean())
