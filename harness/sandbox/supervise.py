@@ -483,8 +483,3 @@ def _classify(rc, killed, kill_detail, stdout, stderr, limits, cgroup, cpu, sand
         return CRASH, (f"Exited with code {rc}; it may have hit the limit of "
                        f"{limits.max_processes} processes and threads.{said}")
     return CRASH, f"Exited with code {rc}.{said}"
-
-
-def describe_isolation() -> str:
-    """What the sandbox isolates, for the README and `harness check --verbose`."""
-    return __doc__.split("How the sandbox is built", 1)[-1]

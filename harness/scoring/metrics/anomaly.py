@@ -111,26 +111,60 @@ def roc_curve_points(labels, scores, max_points: int = 200) -> dict[str, list[fl
     return {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
 
 
+def course_cases(clean_scores, corrupted_scores: Mapping[str, object]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The course protocol's cases: per kind, (labels, scores) of the N clean images (label 0) followed
+    by their N corrupted copies (label 1), each (2N,). The one place the labels of a case are built:
+    the metrics and the ROC curves both read them."""
+    if not isinstance(corrupted_scores, Mapping) or not corrupted_scores:
+        raise ValueError("corrupted_scores: expected a non-empty mapping {kind: scores (N,)}")
+    clean = _scores(clean_scores, "clean_scores")
+    n = clean.shape[0]
+    labels = np.concatenate([np.zeros(n, np.int8), np.ones(n, np.int8)])
+    cases = {}
+    for kind, scores in corrupted_scores.items():
+        if not isinstance(kind, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", kind) or kind == "oneclass_mean" \
+                or re.fullmatch(r"digit\d+", kind):
+            raise ValueError(f"corrupted_scores: {kind!r} is not a usable corruption name")
+        cases[kind] = (labels, np.concatenate([clean, _scores(scores, f"corrupted_scores[{kind!r}]", n=n)]))
+    return cases
+
+
 def course_protocol_metrics(clean_scores, corrupted_scores: Mapping[str, object]) -> dict[str, float]:
     """The course protocol: per kind, clean images (label 0) against their corrupted copies (label 1).
 
     ``clean_scores`` (N,) and each ``corrupted_scores[kind]`` (N,) score the same N test images.
     Returns ``{"auroc_<kind>": .., "auprc_<kind>": ..}`` for every kind, in the mapping's order.
     """
-    if not isinstance(corrupted_scores, Mapping) or not corrupted_scores:
-        raise ValueError("corrupted_scores: expected a non-empty mapping {kind: scores (N,)}")
-    clean = _scores(clean_scores, "clean_scores")
-    n = clean.shape[0]
-    labels = np.concatenate([np.zeros(n, np.int8), np.ones(n, np.int8)])
     out: dict[str, float] = {}
-    for kind, scores in corrupted_scores.items():
-        if not isinstance(kind, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", kind) or kind == "oneclass_mean" \
-                or re.fullmatch(r"digit\d+", kind):
-            raise ValueError(f"corrupted_scores: {kind!r} is not a usable corruption name")
-        both = np.concatenate([clean, _scores(scores, f"corrupted_scores[{kind!r}]", n=n)])
+    for kind, (labels, both) in course_cases(clean_scores, corrupted_scores).items():
         out[f"auroc_{kind}"] = float(roc_auc_score(labels, both))
         out[f"auprc_{kind}"] = float(average_precision_score(labels, both))
     return out
+
+
+def oneclass_cases(scores_by_digit: Mapping[int, object], test_labels) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The one-class protocol's cases: ``digit<d>`` -> (labels: 0 for digit d, 1 for the other nine;
+    the scores of the model trained on d), each (N,), in ascending digit order."""
+    if not isinstance(scores_by_digit, Mapping) or not scores_by_digit:
+        raise ValueError("scores_by_digit: expected a non-empty mapping {digit: scores (N,)}")
+    digits = np.asarray(test_labels)
+    if digits.ndim != 1 or digits.shape[0] == 0 or not np.issubdtype(digits.dtype, np.integer):
+        raise ValueError(f"test_labels: expected a 1-D integer array of digits, found {digits.dtype} {digits.shape}")
+    if digits.min() < 0 or digits.max() > 9:
+        raise ValueError(f"test_labels: digits must lie in 0..9, found {int(digits.min())}..{int(digits.max())}")
+    n = digits.shape[0]
+    for d in scores_by_digit:
+        if isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) or not 0 <= d <= 9:
+            raise ValueError(f"scores_by_digit: key {d!r} is not a digit 0..9")
+    cases = {}
+    for d in sorted(scores_by_digit):
+        s = _scores(scores_by_digit[d], f"scores_by_digit[{int(d)}]", n=n)
+        y = (digits != d).astype(np.int8)
+        if y.all() or not y.any():
+            raise ValueError(f"test_labels: auroc_digit{int(d)} needs test images of digit {int(d)} "
+                             f"and of other digits")
+        cases[f"digit{int(d)}"] = (y, s)
+    return cases
 
 
 def oneclass_metrics(scores_by_digit: Mapping[int, object], test_labels) -> dict[str, float]:
@@ -140,25 +174,9 @@ def oneclass_metrics(scores_by_digit: Mapping[int, object], test_labels) -> dict
     ``test_labels`` (N,) are the test digits 0..9. Returns ``auroc_digit<d>`` per digit, in
     ascending digit order, and ``auroc_oneclass_mean``, their mean.
     """
-    if not isinstance(scores_by_digit, Mapping) or not scores_by_digit:
-        raise ValueError("scores_by_digit: expected a non-empty mapping {digit: scores (N,)}")
-    digits = np.asarray(test_labels)
-    if digits.ndim != 1 or digits.shape[0] == 0 or not np.issubdtype(digits.dtype, np.integer):
-        raise ValueError(f"test_labels: expected a 1-D integer array of digits, found {digits.dtype} {digits.shape}")
-    if digits.min() < 0 or digits.max() > 9:
-        raise ValueError(f"test_labels: digits must lie in 0..9, found {int(digits.min())}..{int(digits.max())}")
-    n = digits.shape[0]
     out: dict[str, float] = {}
-    for d in scores_by_digit:
-        if isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) or not 0 <= d <= 9:
-            raise ValueError(f"scores_by_digit: key {d!r} is not a digit 0..9")
-    for d in sorted(scores_by_digit):
-        s = _scores(scores_by_digit[d], f"scores_by_digit[{int(d)}]", n=n)
-        y = (digits != d).astype(np.int8)
-        if y.all() or not y.any():
-            raise ValueError(f"test_labels: auroc_digit{int(d)} needs test images of digit {int(d)} "
-                             f"and of other digits")
-        out[f"auroc_digit{int(d)}"] = float(roc_auc_score(y, s))
+    for case, (y, s) in oneclass_cases(scores_by_digit, test_labels).items():
+        out[f"auroc_{case}"] = float(roc_auc_score(y, s))
     out[ONECLASS_MEAN] = float(np.mean(list(out.values())))
     return out
 

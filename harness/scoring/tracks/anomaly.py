@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import data
 from harness.scoring import corruptions
-from harness.scoring.metrics.anomaly import anomaly_summary, course_protocol_metrics, oneclass_metrics
+from harness.scoring.anomaly_baselines import reference_rows as compute
+from harness.scoring.metrics.anomaly import (anomaly_summary, course_cases, course_protocol_metrics, oneclass_cases,
+                                             oneclass_metrics, roc_curve_points)
 from harness.scoring.outputs import count_npz_params, read_array
 from harness.scoring.tracks.context import IngestionJob, ScoringContext, save_inputs
 from harness.store.artifacts import write_json
-from harness.scoring.metrics.anomaly import roc_curve_points
-from harness.scoring.anomaly_baselines import reference_rows as compute
 
 
 
@@ -56,7 +57,7 @@ def jobs(ctx: ScoringContext) -> list[IngestionJob]:
     out = []
     if "course" in s["protocols"]:
         def write_course(input_dir: Path) -> None:
-            course = corruptions.build_course_set(m.test_x.reshape(-1, 1, 28, 28).astype(np.float32) / 255,
+            course = corruptions.build_course_set(data.to_images(m.test_x),
                                                   s["corruptions"], ctx.seed)
             order = secret_permutation(len(course.images))
             ctx.extra["course"], ctx.extra["secret_order"] = course, order
@@ -88,10 +89,7 @@ def score(ctx: ScoringContext, outputs: dict[str, Path], metas: dict[str, dict])
         scores[secret] = shuffled
         clean, corrupted = course.split(scores)
         metrics.update(course_protocol_metrics(clean, corrupted))
-        n_clean = len(clean)
-        for kind, bad in corrupted.items():
-            labels = np.concatenate([np.zeros(n_clean, np.int8), np.ones(len(bad), np.int8)])
-            cases[kind] = (labels, np.concatenate([clean, bad]))
+        cases.update(course_cases(clean, corrupted))
     by_digit = {}
     n = len(ctx.mnist.test_x)
     for d in s["oneclass_digits"]:
@@ -102,8 +100,7 @@ def score(ctx: ScoringContext, outputs: dict[str, Path], metas: dict[str, dict])
             by_digit[d][order] = shuffled
     if by_digit:
         metrics.update(oneclass_metrics(by_digit, ctx.mnist.test_y))
-        for d, s_d in sorted(by_digit.items()):
-            cases[f"digit{d}"] = ((ctx.mnist.test_y != d).astype(np.int8), s_d)
+        cases.update(oneclass_cases(by_digit, ctx.mnist.test_y))
     metrics = anomaly_summary(metrics)
     metrics["params"] = count_npz_params(next(iter(outputs.values())), "model.npz")
     metrics["train_seconds"] = float(sum(float(meta.get("train_seconds", 0.0)) for meta in metas.values()))

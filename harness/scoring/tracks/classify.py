@@ -8,7 +8,7 @@ import numpy as np
 
 from harness.scoring.metrics.classify import classification_metrics
 from harness.scoring.outputs import count_npz_params, read_array
-from harness.scoring.tracks.context import ScoringContext, save_inputs
+from harness.scoring.tracks.context import ScoringContext, save_inputs, seeded_subset
 from harness.store.artifacts import write_json
 from harness.scoring.metrics.classify import confusion_matrix
 
@@ -21,8 +21,7 @@ def train_eval_positions(ctx: ScoringContext) -> np.ndarray | None:
     n, k = len(ctx.train_indices()), int(ctx.competition["quick"]["train_eval_subset"])
     if k >= n:
         return None
-    rng = np.random.default_rng(int(ctx.competition["split_seed"]) + 1)
-    return np.sort(rng.permutation(n)[:k])
+    return seeded_subset(n, k, int(ctx.competition["split_seed"]) + 1)
 
 
 def write_inputs(ctx: ScoringContext, input_dir: Path) -> dict:

@@ -26,13 +26,19 @@ class ScoringContext:
         return "quick" if self.quick else "full"
 
     def train_indices(self) -> np.ndarray:
-        """The training images this profile uses: all 60k, or a fixed seeded subset for --quick."""
-        n = len(self.mnist.train_x)
-        if not self.quick:
-            return np.arange(n)
-        k = int(self.competition["quick"]["train_subset"])
-        rng = np.random.default_rng(int(self.competition["split_seed"]))
-        return np.sort(rng.permutation(n)[:k])
+        """The training images this profile uses: all 60k, or a fixed seeded subset for --quick
+        (computed once per context)."""
+        if "train_indices" not in self.extra:
+            n = len(self.mnist.train_x)
+            self.extra["train_indices"] = (seeded_subset(n, int(self.competition["quick"]["train_subset"]),
+                                                         int(self.competition["split_seed"]))
+                                           if self.quick else np.arange(n))
+        return self.extra["train_indices"]
+
+
+def seeded_subset(n: int, k: int, seed: int) -> np.ndarray:
+    """A fixed subset of k of range(n), sorted: the first k of a permutation seeded by ``seed``."""
+    return np.sort(np.random.default_rng(seed).permutation(n)[:k])
 
 
 def save_inputs(input_dir: Path, **arrays: np.ndarray) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import data
 from harness.scoring.outputs import count_npz_params, read_array
 from harness.scoring.tracks.context import ScoringContext
 from harness.scoring.tracks.context import save_inputs
@@ -60,7 +61,7 @@ def reference_rows(ctx: ScoringContext) -> dict:
     """Real test images (the ceiling) and uniform noise (the floor), scored like any submission."""
     n = n_samples(ctx)
     rng = np.random.default_rng(ctx.seed)
-    real = ctx.mnist.test_x[rng.permutation(len(ctx.mnist.test_x))[:n]].reshape(-1, 1, 28, 28).astype(np.float32) / 255
+    real = data.to_images(ctx.mnist.test_x[rng.permutation(len(ctx.mnist.test_x))[:n]])
     noise = rng.uniform(0, 1, size=(n, 1, 28, 28)).astype(np.float32)
     rows = {}
     for ident, name, images in (("reference-real", "Reference: real test images (ceiling)", real),
