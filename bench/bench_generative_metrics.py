@@ -78,13 +78,14 @@ def main(argv=None) -> int:
                 stages[stage] = (time.perf_counter() - t, time.process_time() - c)
                 return out
 
-            _, feats = timed("forward", lambda: reference.predict(x))
-            timed("fcd", lambda: generative.frechet_distance(*generative.gaussian_statistics(feats), ctx["mu"], ctx["sigma"]))
-            timed("kid", lambda: generative.kid(feats, ctx["features"],
-                                                b_within=generate_suite._real_kid_within(min(1000, len(x)))))
-            timed("prdc", lambda: generative.precision_recall_density_coverage(ctx["features"], feats, 5,
-                                                                                 real_radii_sq=ctx["radii_sq"]))
-            timed("copy_rate", lambda: copy_detection.copy_rate(x, ctx["copy_index"], ctx["copy_thresholds"]))
+            with generate_suite._one_blas_thread():  # as in the suite: one BLAS thread per stream
+                _, feats = timed("forward", lambda: reference.predict(x))
+                timed("fcd", lambda: generative.frechet_distance(*generative.gaussian_statistics(feats), ctx["mu"], ctx["sigma"]))
+                timed("kid", lambda: generative.kid(feats, ctx["features"],
+                                                    b_within=generate_suite._real_kid_within(min(1000, len(x)))))
+                timed("prdc", lambda: generative.precision_recall_density_coverage(ctx["features"], feats, 5,
+                                                                                     real_radii_sq=ctx["radii_sq"]))
+                timed("copy_rate", lambda: copy_detection.copy_rate(x, ctx["copy_index"], ctx["copy_thresholds"]))
             total = sum(c for _, c in stages.values())
             shares_of[name] = {k: c / total for k, (_, c) in stages.items()}
             print(f"  breakdown, {name}: " + ", ".join(f"{k} {w:.2f} s (CPU {c:.2f} s, {100 * c / total:.0f}%)"

@@ -332,7 +332,7 @@ def _kth_neighbour_sq(p: _Points, k: int) -> np.ndarray:
     n = len(p.x)
     tol = _f32_tol(p.x.shape[1])
     out = np.empty(n)
-    probe = min(n, 2048)  # the (k+1)-th smallest of a column subset bounds the row's from above
+    probe = min(n, 1024)  # the (k+1)-th smallest of a column subset bounds the row's from above
     for lo in range(0, n, _DIST_CHUNK):
         hi = min(lo + _DIST_CHUNK, n)
         d = p.left[lo:hi] @ p.right_t                                        # (rows, n) float32
