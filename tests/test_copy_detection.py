@@ -71,6 +71,14 @@ def test_state_round_trip_gives_the_same_scores(setup):
         CopyIndex(train[:9999], state=index.state())
 
 
+def test_uint8_training_pixels_give_bitwise_the_same_scores(setup, mnist):
+    """The checks gather candidates from uint8 pixels when the index was given uint8 (a quarter of
+    the bytes), converted exactly as x / 255 in float32: the scores must not change by a bit."""
+    _, test, index, _ = setup
+    from_u8 = CopyIndex(mnist.train_x[:10000].reshape(-1, 28, 28), state=index.state())
+    assert all(np.array_equal(a, b) for a, b in zip(index.scores(test[:300]), from_u8.scores(test[:300])))
+
+
 def test_canonical_shift_undoes_a_shift(setup):
     train = setup[0][:200]
     moved = np.roll(train, (2, -1), axis=(1, 2))

@@ -196,6 +196,9 @@ class CopyIndex:
         self.train = _images28(train, "train images")
         n = len(self.train)
         self.flat_train = self.train.reshape(n, -1)
+        # uint8 pixels (when given), a quarter of the bytes for the random row gathers of the checks
+        given = np.asarray(train)
+        self._train_u8 = np.ascontiguousarray(given.reshape(n, -1)) if given.dtype == np.uint8 else None
         self.n_candidates = int(min(n_candidates, n))
         self.n_verify = int(min(n_verify, self.n_candidates))
         self.n_peel = int(min(n_peel, self.n_candidates))
@@ -291,9 +294,10 @@ class CopyIndex:
         best = np.empty(n)
         resid = np.empty((n, self.n_peel, flat.shape[1]), dtype=np.float32)
         peeled = np.empty((n, self.n_peel), dtype=np.int64)
+        buffers = self._gather_buffers(min(n, chunk) * self.n_candidates)
         for i in range(0, n, chunk):
             sl = slice(i, i + chunk)
-            best[sl], peeled[sl], resid[sl] = self._pair(flat[sl], raw_cand[sl])
+            best[sl], peeled[sl], resid[sl] = self._pair(flat[sl], raw_cand[sl], buffers)
         # the other parent of a blend: the rest of the sample once a parent is peeled off
         rc = self._raw.search(self._project(resid.reshape(n * self.n_peel, -1)), self.n_residual, self.nprobe)
         rc = rc.reshape(n, self.n_peel, self.n_residual)
@@ -316,10 +320,27 @@ class CopyIndex:
                 np.maximum(best, np.einsum("nd,nd->n", r, zt), out=best)
         return 1.0 - best.astype(np.float64)
 
-    def _pair(self, flat: np.ndarray, cand: np.ndarray):
+    def _gather_buffers(self, rows: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Reused buffers for :meth:`_gather` (a fresh (n*16, 784) array per chunk cost more in page
+        faults than the gather itself)."""
+        u8 = None if self._train_u8 is None else np.empty((rows, self.flat_train.shape[1]), dtype=np.uint8)
+        return np.empty((rows, self.flat_train.shape[1]), dtype=np.float32), u8
+
+    def _gather(self, ids: np.ndarray, buffers) -> np.ndarray:
+        """``flat_train[ids]`` into the reused buffers; from the uint8 pixels when there are some
+        (then converted exactly as :func:`_pixels` does: bitwise the same values)."""
+        out, u8 = buffers[0][:len(ids)], None if buffers[1] is None else buffers[1][:len(ids)]
+        if u8 is None:
+            return np.take(self.flat_train, ids, axis=0, out=out)
+        np.take(self._train_u8, ids, axis=0, out=u8)
+        np.copyto(out, u8)
+        out /= np.float32(255.0)
+        return out
+
+    def _pair(self, flat: np.ndarray, cand: np.ndarray, buffers):
         """The best two-candidate fit (explained ``||s||^2``), the candidates to peel and what is left after peeling each."""
         n, k = len(flat), cand.shape[1]
-        t = self.flat_train[cand.reshape(-1)].reshape(n, k, -1)
+        t = self._gather(cand.reshape(-1), buffers).reshape(n, k, -1)
         gram = np.matmul(t, t.transpose(0, 2, 1)).astype(np.float64)            # (n, k, k)
         c = np.einsum("nkd,nd->nk", t, flat).astype(np.float64)                 # (n, k)
         iu, ju = np.triu_indices(k, 1)
