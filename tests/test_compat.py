@@ -222,8 +222,10 @@ def test_hooked_modules_keep_their_loader_features():
 def test_after_import_shims_apply_when_chainer_came_first():
     """prepare_chainer() called after `import chainer` still patches the modules already loaded."""
     out = run_py("""
-        import json
+        import json, sys
         from harness import compat
+        # the venv's .pth hook would apply every shim on `import chainer`: take it out to test the other order
+        sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, compat._ChainerFirstImport)]
         compat._shim_numpy_distutils(); compat._shim_pkg_resources(); compat._shim_numpy_sctypes()
         import warnings
         with warnings.catch_warnings():
