@@ -121,20 +121,8 @@ def load_reference(path: str | os.PathLike | None = None, sha256: str | None = N
     """
     path = Path(path) if path is not None else WEIGHTS_PATH
     sha256 = sha256 or REFERENCE_SHA256
-    if not path.is_file():
-        raise ReferenceIntegrityError(
-            f"{path}: reference classifier weights are missing; reinstall the harness or run "
-            f"`python scripts/train_reference_classifier.py`"
-        )
-    blob = path.read_bytes()  # hash and parse the same bytes
-    found = hashlib.sha256(blob).hexdigest()
-    if found != sha256:
-        raise ReferenceIntegrityError(
-            f"{path}: SHA-256 {found} does not match the reference classifier this harness "
-            f"was released with ({sha256}); the file was modified or replaced. Restore it from "
-            f"the repository (git checkout -- {path.name}) or reinstall the harness"
-        )
-    key = (str(path), found)
+    blob = _checked_weights(path, sha256)
+    key = (str(path), sha256)
     if key in _model_cache:
         return _model_cache[key]
     model = ReferenceClassifier()
@@ -147,12 +135,36 @@ def load_reference(path: str | os.PathLike | None = None, sha256: str | None = N
     return model
 
 
+def _checked_weights(path: Path, sha256: str) -> bytes:
+    """The weights file's bytes, after checking them against ``sha256`` (hash and parse the same bytes)."""
+    if not path.is_file():
+        raise ReferenceIntegrityError(
+            f"{path}: reference classifier weights are missing; reinstall the harness or run "
+            f"`python scripts/train_reference_classifier.py`"
+        )
+    blob = path.read_bytes()
+    found = hashlib.sha256(blob).hexdigest()
+    if found != sha256:
+        raise ReferenceIntegrityError(
+            f"{path}: SHA-256 {found} does not match the reference classifier this harness "
+            f"was released with ({sha256}); the file was modified or replaced. Restore it from "
+            f"the repository (git checkout -- {path.name}) or reinstall the harness"
+        )
+    return blob
+
+
 _numpy_cache: dict[int, NumpyReference] = {}
 
 
 def _numpy_reference(model: ReferenceClassifier | None = None) -> NumpyReference:
-    """The NumPy forward pass of ``model`` (default: the checked shipped weights), built once."""
-    model = model if model is not None else load_reference()
+    """The NumPy forward pass of ``model`` (default: the checked shipped weights, read straight from
+    the npz, whose keys are the model's parameter paths: no Chainer needed to score), built once."""
+    if model is None:
+        if None not in _numpy_cache:
+            blob = _checked_weights(WEIGHTS_PATH, REFERENCE_SHA256)
+            with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+                _numpy_cache[None] = NumpyReference({k: npz[k] for k in npz.files})
+        return _numpy_cache[None]
     found = _numpy_cache.get(id(model))
     if found is None or found.source is not model:
         ser = chainer.serializers.DictionarySerializer()
