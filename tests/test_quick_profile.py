@@ -111,10 +111,10 @@ def test_train_eval_subset_is_fixed_and_only_quick(mnist):
     assert train_eval_positions(ScoringContext(mnist, comp, False, 0, ROOT)) is None
 
 
-@pytest.mark.slow
 DCGAN_BATCHES_TO_LEARN = 150  # docs/speed.md: 4 classes after 80-100 batches, 8 after 130, 6-7 at 160-200; a CI run: 3 after 117
 
 
+@pytest.mark.slow
 def test_quick_course_dcgan_shows_it_learns(harness_cli, db, tmp_path):
     """About a minute on an idle 2-core machine; on a loaded one the 40 s budget runs fewer batches."""
     code, _, err = harness_cli("grade", ROOT / "baselines" / "course-dcgan", "--quick", "--db", db,
