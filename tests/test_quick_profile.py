@@ -7,6 +7,7 @@
 """
 
 import json
+import os
 import re
 
 import numpy as np
@@ -114,7 +115,12 @@ def test_train_eval_subset_is_fixed_and_only_quick(mnist):
 DCGAN_BATCHES_TO_LEARN = 150  # docs/speed.md: 4 classes after 80-100 batches, 8 after 130, 6-7 at 160-200; a CI run: 3 after 117
 
 
+# Opt-in: the quick budget is wall-clock, so how many batches run depends on the machine, and a
+# 1-epoch DCGAN's class coverage is not monotonic in them (measured 7, 5, 5 and 8 classes, but also 3
+# after 117 and 3 after 165 batches). `python bench/bench_quick_profile.py` reports it per run.
 @pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("HARNESS_SLOW_TESTS") != "1",
+                    reason="wall-clock dependent (about a minute): set HARNESS_SLOW_TESTS=1 to run it")
 def test_quick_course_dcgan_shows_it_learns(harness_cli, db, tmp_path):
     """About a minute on an idle 2-core machine; on a loaded one the 40 s budget runs fewer batches."""
     code, _, err = harness_cli("grade", ROOT / "baselines" / "course-dcgan", "--quick", "--db", db,

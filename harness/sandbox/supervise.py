@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from harness.sandbox.constants import (BWRAP, CRASH, INPUT_MOUNT, OK, OUT_OF_MEMORY, OUTPUT_LIMIT, OUTPUT_MOUNT, PRLIMIT,
+from harness.sandbox.constants import (BWRAP, CRASH, SETPRIV, INPUT_MOUNT, OK, OUT_OF_MEMORY, OUTPUT_LIMIT, OUTPUT_MOUNT, PRLIMIT,
                                        SANDBOX_UNAVAILABLE, SUBMISSION_MOUNT, TIMEOUT, TOKEN_VAR)
 from harness.sandbox.limits import (RLIMIT_MECHANISM, Limits, _Cgroup, _fmt_bytes, _nice_args, _prlimit_args,
                                     _rlimits_preexec, _seccomp_program, _UidLease, memory_slack_bytes)
@@ -124,7 +124,10 @@ def _cgroup_wrap(cg: _Cgroup | None, cmd: list[str]) -> list[str]:
     if cg is None:
         return cmd
     # The shell moves itself into the cgroup, then execs: every descendant is born inside it.
-    return ["/bin/sh", "-c", 'echo 0 > "$0" && exec "$@"', str(cg.path / "cgroup.procs"), *cmd]
+    # setpriv first asks for SIGKILL should the grader die (kept across the execs), closing the window
+    # between the spawn and bubblewrap's own --die-with-parent in which a killed grader left a sandbox.
+    return [SETPRIV, "--pdeathsig", "KILL", "/bin/sh", "-c", 'echo 0 > "$0" && exec "$@"',
+            str(cg.path / "cgroup.procs"), *cmd]
 
 
 def _run_bwrap(argv, *, mode, mapping, limits, env, gpu_devices, cwd, extra_ro_binds) -> SandboxResult:
