@@ -60,6 +60,14 @@ def sandbox_pids(first, last):
     return [line for line in out.splitlines() if first <= int(line.split()[0]) <= last]
 
 
+def stored_yet(db):
+    """The stored runs, or [] while the grader has created the file but not yet its schema."""
+    try:
+        return stored(db)
+    except sqlite3.OperationalError:
+        return []
+
+
 def env_with_uids():
     return {**os.environ, "HARNESS_SANDBOX_UIDS": f"{UIDS[0]}-{UIDS[1]}"}
 
@@ -73,7 +81,7 @@ def test_sigkill_mid_run_then_resume_grades_each_submission_once(make_submission
     deadline = time.monotonic() + 120
     try:  # kill once a run is stored and another sandbox is mid-run
         while time.monotonic() < deadline:
-            if db.exists() and stored(db) and sandbox_pids(*UIDS):
+            if db.exists() and stored_yet(db) and sandbox_pids(*UIDS):
                 break
             assert p.poll() is None, f"the grader ended before it could be killed: {p.communicate()}"
             time.sleep(0.1)
