@@ -4,6 +4,7 @@ computed once per machine and kept in the data cache (an atomic npz write, :func
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 
@@ -12,14 +13,27 @@ import numpy as np
 from harness import data
 from harness.scoring import reference_classifier as reference
 from harness.scoring.metrics.copy_detection import CopyIndex, copy_rate, copy_thresholds
-from harness.scoring.metrics.generative import (COPY_QUANTILE, KID_SEED, KID_SUBSET_SIZE, KID_SUBSETS, METRIC_KEYS,
-                                                MIN_CLASS_SHARE, NEAREST_K, class_entropy, classes_covered,
-                                                classifier_score, frechet_distance, gaussian_statistics, kid,
-                                                kid_within_terms, kth_neighbour_sq_distances,
-                                                precision_recall_density_coverage)
-
+from harness.scoring.metrics.generative import (
+    COPY_QUANTILE,
+    KID_SEED,
+    KID_SUBSET_SIZE,
+    KID_SUBSETS,
+    METRIC_KEYS,
+    MIN_CLASS_SHARE,
+    NEAREST_K,
+    class_entropy,
+    classes_covered,
+    classifier_score,
+    frechet_distance,
+    gaussian_statistics,
+    kid,
+    kid_within_terms,
+    kth_neighbour_sq_distances,
+    precision_recall_density_coverage,
+)
 
 _context: dict[str, object] = {}  # this process's real-data statistics (see _real_context)
+_context_lock = threading.Lock()  # --jobs N: graders in threads score at once; the context is built once
 
 
 def prepare_real_statistics() -> None:
@@ -32,10 +46,15 @@ def prepare_real_statistics() -> None:
 
 
 def _real_context() -> dict[str, object]:
-    """Everything about the real data the suite reuses: computed once per process, cached on disk."""
-    if _context:
-        return _context
+    """Everything about the real data the suite reuses: computed once per process, cached on disk.
+    Built whole under a lock, then published: a thread never sees half of it."""
+    with _context_lock:
+        if not _context:
+            _context.update(_build_real_context())
+    return _context
 
+
+def _build_real_context() -> dict[str, object]:
     m = data.load_or_prepare()
     probs, feats = reference.test_features()
     mu, sigma = reference.test_feature_statistics()
@@ -44,9 +63,7 @@ def _real_context() -> dict[str, object]:
         f"reference-{sha}-test-knn{NEAREST_K}-v2.npz",
         lambda: {"radii_sq": kth_neighbour_sq_distances(feats, NEAREST_K)},
         {"radii_sq": (len(feats),)})["radii_sq"]
-    _context.update(features=feats, mu=mu, sigma=sigma, radii_sq=radii, kid_within={})
-    _context.update(_copy_context(m))
-    return _context
+    return {"features": feats, "mu": mu, "sigma": sigma, "radii_sq": radii, "kid_within": {}, **_copy_context(m)}
 
 
 COPY_CACHE_VERSION = "v2"  # bump when CopyIndex's settings or scores change (v2: projections as one GEMM)
