@@ -52,3 +52,15 @@ def plain_text(value, limit: int | None = None, *, one_line: bool = False) -> st
     if limit is not None and len(text) > limit:
         text = text[:max(limit - len(ELLIPSIS), 0)] + ELLIPSIS[:limit]
     return text
+
+
+MAX_MESSAGE_CHARS = 2000  # a run's message (student text: errors, manifest problems) is cut to this
+
+
+def clip_text(text, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` as a string of at most about ``limit`` characters: what a student controls (a message,
+    an error, a name) is cut before it is printed or stored, saying how much was cut."""
+    text = text if isinstance(text, str) else str(text)
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f" ... [{len(text) - limit:,} more characters cut]"

@@ -132,7 +132,6 @@ def say_isolation(opts) -> None:
 
 
 def grade_options(args, kind: str = "submission"):
-
     comp = competition_mod.load(args.config)
     if getattr(args, "stock_chainer", False):  # Chainer's own CPU convolution (recorded with each run)
         comp = dataclasses.replace(comp, raw={**comp.raw, "cpu_convolution": "stock"})
@@ -144,10 +143,8 @@ def grade_options(args, kind: str = "submission"):
 
 
 def grade_paths(paths: list[Path], args, kind: str = "submission") -> int:
-
     opts = grade_options(args, kind)
     say_isolation(opts)
-    results = []
     jobs = max(1, getattr(args, "jobs", 1) or 1)
     swept = sweep_stale()  # what a grader killed with SIGKILL left: orphans under free uids, work folders
     if swept:
@@ -186,14 +183,13 @@ def grade_paths(paths: list[Path], args, kind: str = "submission") -> int:
     graded_by_path = {str(item[0]): r for item, r in zip(todo, graded)}
     results = [combine(graded_by_path.get(str(p)), done.get(str(p)), opts.tracks) for p in paths]
     private = bool(getattr(args, "private", False))
-    with Store(args.db_path) as store:
-        revealed = store.revealed
-    results = visible_results(results, revealed, private)  # all that is printed or written: the audience's view
-    for r in results:
-        print_result(r, private=private or revealed)
     highlight = {t.id for r in results for t in r.tracks.values() if t.id is not None}
     graded_tracks = [t for t in track_registry.names() if any(t in r.tracks and r.tracks[t].status != "SKIPPED" for r in results)]
     with Store(args.db_path) as store:
+        revealed = store.revealed
+        results = visible_results(results, revealed, private)  # all that is printed or written: the audience's view
+        for r in results:
+            print_result(r, private=private or revealed)
         if kind == "submission":  # a fresh store shows its ceilings and floors beside the first grade
             ensure_references(store, opts.competition, args.quick, tracks=graded_tracks, console=err)
         show_leaderboards(store, graded_tracks, "quick" if args.quick else "full", highlight,

@@ -34,7 +34,6 @@ from harness.store.merge import MergeError, merge_files
 
 
 def cmd_reveal(args) -> int:
-
     with Store(args.db_path) as store:
         was = store.revealed
         if args.status:
@@ -101,7 +100,6 @@ def cmd_history(args) -> int:
 
 
 def cmd_merge(args) -> int:
-
     missing = [p for p in args.files if not Path(p).is_file()]
     for p in missing:
         err.print(f"[red]{p}: no such file[/]")
@@ -123,7 +121,6 @@ def cmd_merge(args) -> int:
 
 
 def cmd_report(args) -> int:
-
     comp = competition_mod.load(args.config)
     with Store(args.db_path) as store:
         text = build_report(store, comp, args.path, True if args.private else None)
@@ -139,7 +136,6 @@ def cmd_report(args) -> int:
 
 
 def add_commands(sub, common: argparse.ArgumentParser) -> None:
-
     p = sub.add_parser("reveal", parents=[common], help="rank by the private half from now on (the deadline)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--undo", action="store_true", help="hide the private half again")
@@ -212,5 +208,4 @@ def cmd_leaderboard(args) -> int:
 
 
 def sys_stdout_write(text: str) -> None:
-
     sys.stdout.write(text)

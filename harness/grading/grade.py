@@ -26,8 +26,7 @@ from harness.store.artifacts import LOG_LINES, log_tail, save_log
 from harness.grading.config_id import config_sha256
 from harness.grading.jobs import ingestion_device
 from harness.store import Run, Store
-from harness.store.db import clip_text
-from harness.text import plain_text
+from harness.text import clip_text, plain_text
 from harness.sandbox.copy import SubmissionCopyError, SubmissionTree, remove_tree, scan_submission
 from harness import tracks
 from harness.scoring.tracks.context import ScoringContext, jobs_of
@@ -309,7 +308,8 @@ def grade_track(path: Path, spec: manifest_mod.TrackSpec, opts: GradeOptions, mn
             except InvalidOutput as exc:
                 return Run.outcome("INVALID_OUTPUT", named + str(exc), **base)
             meta["train_seconds"] = min(max(float(seconds), 0.0), result.wall_seconds)
-            base["versions"] = {"convolution": ran_convolution(meta)} if ran_convolution(meta) else {}
+            convolution = ran_convolution(meta)
+            base["versions"] = {"convolution": convolution} if convolution else {}
             outputs[ij.name], metas[ij.name] = work / "output", meta
             # the student's last log lines, each model's own (named) when there are several
             log += [tag + line for line in log_tail(meta.get("log"), max(8, LOG_LINES // len(ingestion_jobs)))]

@@ -99,7 +99,6 @@ def table_rows(st: Standings) -> tuple[list[str], list[list[str]]]:
 
 
 def render_rich(st: Standings, highlight: set[int] = frozenset(), title: str | None = None):
-
     header, body = table_rows(st)
     half = "private" if st.private else "public"
     caption = f"ranked by {st.rank_key} ({half}); 'ref' rows are baselines and references" if st.track == "classify" \
@@ -196,7 +195,6 @@ def overall_json(ov: Overall) -> dict:
 
 
 def render_overall_rich(ov: Overall):
-
     header, body = overall_table(ov)
     table = Table(title=f"overall standings ({ov.profile})", caption=ov.describe())
     for i, h in enumerate(header):

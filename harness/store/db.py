@@ -15,17 +15,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from harness.text import clip_text
+
 DEFAULT_DB = Path("leaderboard") / "leaderboard.db"
-MAX_MESSAGE_CHARS = 2000  # a run's message (student text: errors, manifest problems) is cut to this
-
-
-def clip_text(text, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """``text`` as a string of at most about ``limit`` characters: what a student controls (a message,
-    an error, a name) is cut before it is printed or stored, saying how much was cut."""
-    text = text if isinstance(text, str) else str(text)
-    if len(text) <= limit:
-        return text
-    return text[:limit] + f" ... [{len(text) - limit:,} more characters cut]"
 SCHEMA_VERSION = 1
 
 SCHEMA = """

@@ -21,13 +21,11 @@ def n_samples(ctx: ScoringContext) -> int:
 
 
 def write_inputs(ctx: ScoringContext, input_dir: Path) -> dict:
-
     save_inputs(input_dir, train_x=ctx.mnist.train_x[ctx.train_indices()])
     return {"samples": n_samples(ctx)}
 
 
 def score_samples(ctx: ScoringContext, samples: np.ndarray, name: str) -> tuple[dict, dict]:
-
     metrics = generative_metrics(samples)
     ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
     grid = ctx.artifacts_dir / f"{name}.png"
