@@ -29,13 +29,17 @@ import os
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from harness import data
-from harness.chainer_env import chainer
-from harness.scoring.reference_classifier.model import FEATURE_SIZE, ReferenceClassifier
-from harness.scoring.reference_classifier.numpy_forward import NumpyReference
+from harness.scoring.reference_classifier.numpy_forward import FEATURE_SIZE, NumpyReference
+
+if TYPE_CHECKING:
+    import chainer
+
+    from harness.scoring.reference_classifier.model import ReferenceClassifier
 
 __all__ = [
     "REFERENCE_SHA256",
@@ -63,6 +67,22 @@ _PREDICT_BATCH = 100  # predict_chainer's batch
 _PREDICT_THREADS = min(4, os.cpu_count() or 1)
 
 
+def __getattr__(name: str):
+    # Chainer (about 0.4 s to import) is needed only to train, load into Chainer or check against
+    # Chainer; scoring runs the NumPy pass, so the network class is imported on first use.
+    if name == "ReferenceClassifier":
+        from harness.scoring.reference_classifier.model import ReferenceClassifier
+
+        return ReferenceClassifier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _chainer():
+    from harness.chainer_env import chainer
+
+    return chainer
+
+
 class ReferenceIntegrityError(RuntimeError):
     """The reference weights are missing or are not the file the harness was released with."""
 
@@ -83,7 +103,7 @@ def save_params_npz(model: "chainer.Link", path: str | os.PathLike) -> str:
     the same file and the same SHA-256 (``numpy.savez_compressed`` stamps the current time).
     Returns the SHA-256 of the written file.
     """
-    ser = chainer.serializers.DictionarySerializer()
+    ser = _chainer().serializers.DictionarySerializer()
     ser.save(model)
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
@@ -104,10 +124,10 @@ def save_params_npz(model: "chainer.Link", path: str | os.PathLike) -> str:
     return sha256_file(path)
 
 
-_model_cache: dict[tuple[str, str], ReferenceClassifier] = {}
+_model_cache: dict[tuple[str, str], "ReferenceClassifier"] = {}
 
 
-def load_reference(path: str | os.PathLike | None = None, sha256: str | None = None) -> ReferenceClassifier:
+def load_reference(path: str | os.PathLike | None = None, sha256: str | None = None) -> "ReferenceClassifier":
     """Load the reference classifier after checking the file's SHA-256.
 
     Args:
@@ -125,6 +145,9 @@ def load_reference(path: str | os.PathLike | None = None, sha256: str | None = N
     key = (str(path), sha256)
     if key in _model_cache:
         return _model_cache[key]
+    from harness.scoring.reference_classifier.model import ReferenceClassifier
+
+    chainer = _chainer()
     model = ReferenceClassifier()
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
@@ -156,7 +179,7 @@ def _checked_weights(path: Path, sha256: str) -> bytes:
 _numpy_cache: dict[int, NumpyReference] = {}
 
 
-def _numpy_reference(model: ReferenceClassifier | None = None) -> NumpyReference:
+def _numpy_reference(model: "ReferenceClassifier | None" = None) -> NumpyReference:
     """The NumPy forward pass of ``model`` (default: the checked shipped weights, read straight from
     the npz, whose keys are the model's parameter paths: no Chainer needed to score), built once."""
     if model is None:
@@ -167,7 +190,7 @@ def _numpy_reference(model: ReferenceClassifier | None = None) -> NumpyReference
         return _numpy_cache[None]
     found = _numpy_cache.get(id(model))
     if found is None or found.source is not model:
-        ser = chainer.serializers.DictionarySerializer()
+        ser = _chainer().serializers.DictionarySerializer()
         ser.save(model)
         found = NumpyReference({k: np.asarray(v) for k, v in ser.target.items()})
         found.source = model
@@ -190,7 +213,7 @@ def _softmax64(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def predict_raw(images: np.ndarray, model: ReferenceClassifier | None = None,
+def predict_raw(images: np.ndarray, model: "ReferenceClassifier | None" = None,
                 batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Forward pass in evaluation mode, plain NumPy: (logits (N,10) float32, features (N,128) float32).
 
@@ -200,13 +223,14 @@ def predict_raw(images: np.ndarray, model: ReferenceClassifier | None = None,
     return _numpy_reference(model).forward(_as_images(images))
 
 
-def predict_chainer(images: np.ndarray, model: ReferenceClassifier | None = None,
+def predict_chainer(images: np.ndarray, model: "ReferenceClassifier | None" = None,
                     batch_size: int = _PREDICT_BATCH) -> tuple[np.ndarray, np.ndarray]:
     """The same forward pass through Chainer's network: (logits, features) float32.
 
     Slower (Chainer's CPU convolution) and dependent on ``batch_size`` in the last bits; kept as
     the check of :func:`predict_raw` (features within 2e-5, identical predicted classes).
     """
+    chainer = _chainer()
     x = _as_images(images)
     model = model if model is not None else load_reference()
     n = len(x)
@@ -231,7 +255,7 @@ def predict_chainer(images: np.ndarray, model: ReferenceClassifier | None = None
     return logits, feats
 
 
-def predict(images: np.ndarray, model: ReferenceClassifier | None = None,
+def predict(images: np.ndarray, model: "ReferenceClassifier | None" = None,
             batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities and penultimate features of the reference classifier.
 

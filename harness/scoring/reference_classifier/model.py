@@ -21,7 +21,7 @@ from harness.chainer_env import chainer
 import chainer.functions as F  # noqa: E402  (after the shim in harness.chainer_env)
 import chainer.links as L  # noqa: E402
 
-FEATURE_SIZE = 128
+from harness.scoring.reference_classifier.numpy_forward import FEATURE_SIZE  # noqa: E402
 
 
 def max_pool_2x2(h):
