@@ -15,6 +15,7 @@ from harness.cli.grading import cmd_baselines, cmd_check, cmd_data, cmd_grade, i
 from harness.cli.plan import add_plan_command, add_resume_argument
 from harness.cli.workflow import add_commands, cmd_leaderboard
 from harness.grading.grade import DeviceError, DeviceSpecError
+from harness.grading.jobs import parse_jobs
 from harness.store import db_path
 
 
@@ -45,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("grade", parents=[common, running], help="grade submissions and update the leaderboard")
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--track", action="append", metavar="TRACK", help="grade only this track (repeatable)")
-    p.add_argument("--jobs", type=int, default=1, help="grade N submissions in parallel")
+    p.add_argument("--jobs", type=parse_jobs, default=1, metavar="N|auto",
+                   help="grade N submissions in parallel, each with its share of the cores (auto: as many as "
+                        "cores and memory allow)")
     p.add_argument("--seed", type=int, default=None, help="seed for training and sampling (default: competition.yaml)")
     p.add_argument("--json", default=None, help="write machine-readable results to FILE")
     add_grade_arguments(p)  # --shard, --gpus, --junit, --gradescope, --summary-md, --min, --max
@@ -62,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("baselines", parents=[common, running], help="grade everything under baselines/")
     p.add_argument("--root", default="baselines", help=argparse.SUPPRESS)
-    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--jobs", type=parse_jobs, default="auto", metavar="N|auto",
+                   help="baselines graded in parallel (default auto: as many as cores and memory allow)")
     p.add_argument("--json", default=None)
     p.set_defaults(func=cmd_baselines, track=None, seed=None)
     add_commands(sub, common)  # reveal, history, merge, report (harness.cli.workflow)

@@ -21,7 +21,8 @@ from harness import tracks as track_registry
 from harness.cli.console import known_tracks
 from harness.grading.check import check_submission
 from harness.grading.grade import GradeOptions, grade_submission, resolve_device, results_json
-from harness.grading.jobs import options_for_slot, select_shard
+from harness.grading.jobs import (auto_jobs, cpu_threads_per_job, device_gpus, options_for_slot,
+                                  select_shard)
 from harness.grading.plan import combine, resume_split
 from harness.grading.scorer_rows import ensure_references, record_references
 from harness.render.tables import fmt, render_rich
@@ -145,7 +146,7 @@ def grade_options(args, kind: str = "submission"):
 def grade_paths(paths: list[Path], args, kind: str = "submission") -> int:
     opts = grade_options(args, kind)
     say_isolation(opts)
-    jobs = max(1, getattr(args, "jobs", 1) or 1)
+    jobs = getattr(args, "jobs", 1) or 1
     swept = sweep_stale()  # what a grader killed with SIGKILL left: orphans under free uids, work folders
     if swept:
         err.print(f"startup sweep: {swept.summary()}")
@@ -161,6 +162,11 @@ def grade_paths(paths: list[Path], args, kind: str = "submission") -> int:
             err.print(f"resume: skipped {plain_text(sub_id, 80, one_line=True)} {track}: this tree and config "
                       f"already have a stored run ({status})", markup=False, highlight=False)
         err.print(f"resume: {len(split.skipped)} run(s) already stored, {len(todo)} submission(s) to grade")
+    if jobs == "auto":
+        jobs = auto_jobs(len(todo), int(opts.competition["budget"]["memory_mb"]) << 20,
+                         device_gpus(opts.device, getattr(args, "gpus", None)))
+        err.print(f"--jobs auto: {jobs} in parallel", markup=False, highlight=False)
+    opts = dataclasses.replace(opts, cpu_threads=cpu_threads_per_job(jobs, opts.device))
     with make_progress() as progress:
         tracker = GradeProgress(progress)
         local = threading.local()

@@ -48,6 +48,7 @@ class GradeOptions:
     kind: str = "submission"  # submission | baseline
     artifacts_root: Path = Path("leaderboard") / "artifacts"
     gpu_devices: tuple[int, ...] = ()
+    cpu_threads: int | None = None  # threads per ingestion process (BLAS, fast_conv); None: every core
 
 
 @dataclass
@@ -210,7 +211,8 @@ ProgressFn = Callable[[str, int, int], None]
 
 
 def run_job(submission_dir: Path, job: dict, write_inputs: Callable[[Path], dict | None],
-            limits: sandbox.Limits, isolation: str, gpu_devices=(), on_progress: ProgressFn | None = None):
+            limits: sandbox.Limits, isolation: str, gpu_devices=(), on_progress: ProgressFn | None = None,
+            cpu_threads: int | None = None):
     """Run one ingestion job in a fresh work folder; return (work folder, SandboxResult).
 
     ``write_inputs(input_dir)`` saves the arrays and returns extra job settings. The caller scores
@@ -240,7 +242,7 @@ def run_job(submission_dir: Path, job: dict, write_inputs: Callable[[Path], dict
     try:
         result = sandbox.run_ingestion([sys.executable] + INGESTION_ARGV, submission_dir=sub, input_dir=inp,
                                        output_dir=out, limits=limits, isolation=isolation,
-                                       env=ingestion_env(), gpu_devices=tuple(gpu_devices))
+                                       env=ingestion_env(cpu_threads), gpu_devices=tuple(gpu_devices))
     finally:
         stop.set()
         if poller:
@@ -248,11 +250,17 @@ def run_job(submission_dir: Path, job: dict, write_inputs: Callable[[Path], dict
     return work, result
 
 
-def ingestion_env() -> dict:
+def ingestion_env(cpu_threads: int | None = None) -> dict:
+    """The ingestion process's own variables. ``cpu_threads``: its share of the cores when ``--jobs``
+    runs several at once (BLAS and the fast convolution each start that many threads, not one per core
+    each: OpenBLAS threads of two processes on the same cores wait on each other at every call)."""
     env = {"PYTHONHASHSEED": "0"}
     for key in ("CHAINER_DATASET_ROOT",):
         if key in os.environ:
             env[key] = os.environ[key]
+    if cpu_threads:
+        for key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "HARNESS_CPU_THREADS"):
+            env[key] = str(int(cpu_threads))
     return env
 
 
@@ -294,7 +302,7 @@ def grade_track(path: Path, spec: manifest_mod.TrackSpec, opts: GradeOptions, mn
             left = limits.wall_seconds - (time.monotonic() - started)
             work, result = run_job(path, {**job, **ij.extra}, ij.write_inputs,
                                    dataclasses.replace(limits, wall_seconds=max(left, 1.0)),
-                                   opts.isolation, opts.gpu_devices, on_progress)
+                                   opts.isolation, opts.gpu_devices, on_progress, opts.cpu_threads)
             works.append(work)
             remove_tree(work / "input")  # keep only what is scored
             base = dict(seconds=round(time.monotonic() - started, 2), device=opts.device, seed=seed,

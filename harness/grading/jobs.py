@@ -9,17 +9,78 @@ GPUs (``--gpus 0,1`` or ``--device @cupy:0,1``): job slot i (the i-th worker of 
 uses GPU ``gpus[i % len(gpus)]``; with ``--jobs`` equal to the number of GPUs every job has its own
 device. The sandbox exposes only that GPU to the ingestion process (CUDA_VISIBLE_DEVICES), where it is
 device 0, so the job runs on ``@cupy:0`` inside while the results record the host's ``@cupy:<gpu>``.
+
+Cores (``--jobs N`` on the CPU): each of the N ingestion processes gets ``cores // N`` threads for
+BLAS and the fast convolution (:func:`cpu_threads_per_job`). ``--jobs auto`` (the default of
+``harness baselines``) runs as many jobs as there are cores, submissions, and memory limits that fit
+in the memory available (:func:`auto_jobs`). Training and evaluation are deterministic whatever the
+thread count (BLAS splits rows and columns across threads, never a sum), so the metrics do not depend
+on ``--jobs``; only the wall-clock seconds do.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 from pathlib import Path
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 _CUPY = re.compile(r"^@cupy:(\d+(?:\s*,\s*\d+)*)$")
+
+
+def parse_jobs(text: str) -> int | str:
+    """``--jobs``: a positive number, or ``auto`` (:func:`auto_jobs`); argparse-friendly errors."""
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a number of parallel jobs (1, 2, ...) or auto")
+    return n
+
+
+def cpus() -> int:
+    """The cores this process may use (its affinity mask, e.g. a Slurm allocation), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo, or None where there is none."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def auto_jobs(n_submissions: int, memory_limit_bytes: int, gpus: tuple[int, ...] = ()) -> int:
+    """``--jobs auto``: one job per GPU on GPUs; on the CPU as many as there are cores, submissions, and
+    per-run memory limits (competition.yaml's ``budget.memory_mb``) within the memory available now."""
+    if gpus:
+        return max(1, min(len(gpus), n_submissions))
+    fit = cpus()
+    memory = available_memory_bytes()
+    if memory and memory_limit_bytes > 0:
+        fit = min(fit, memory // memory_limit_bytes)
+    return max(1, min(fit, n_submissions))
+
+
+def cpu_threads_per_job(jobs: int, device: str) -> int | None:
+    """Threads of each ingestion process: its share of the cores when several run at once on the CPU
+    (None: one job, or GPUs, where the process keeps every core)."""
+    if jobs <= 1 or not str(device).startswith("@numpy"):
+        return None
+    return max(1, cpus() // jobs)
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -112,6 +112,9 @@ def _images_per_chunk(bytes_per_image: int, n: int, pixels_per_image: int) -> in
 def _threads() -> int:
     if THREADS is not None:
         return max(1, min(int(THREADS), LANES))
+    share = os.environ.get("HARNESS_CPU_THREADS", "")  # the grader's --jobs share of the cores
+    if share.isdigit() and int(share) > 0:
+        return max(1, min(int(share), LANES))
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
