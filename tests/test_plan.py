@@ -3,7 +3,7 @@
 import pytest
 
 from harness import competition as competition_mod
-from harness.grading.plan import estimate, in_order_makespan, lpt_makespan
+from harness.grading.plan import estimate, in_order_makespan, longest_first, lpt_makespan
 from harness.store import Run, Store
 
 
@@ -89,3 +89,17 @@ def test_cli_refuses_bad_input(klass, harness_cli, tmp_path):
     assert code == 2 and "--track nosuch: unknown track" in err
     with pytest.raises(SystemExit):
         harness_cli("plan", *subs, "--db", db, "--nodes", "0")
+
+
+def test_longest_first_orders_the_jobs_by_expected_seconds(klass):
+    """--jobs N starts the longest first: b (own run, 30 s) before a, c, d (baselines' median, 20 s,
+    in the order given), and e (no generate run anywhere: the time limit) before all."""
+    subs, db = klass
+    comp = competition_mod.load(None)
+    todo = [(p, ("classify",)) for p in subs[:4]] + [(subs[4], ("generate",))]
+    with Store(db) as store:
+        order = [p.name for p, _ in longest_first(todo, store, comp, quick=True)]
+        assert order == ["e", "b", "a", "c", "d"]
+        # baselines go by their own runs (kind "baseline"): base1's 60 s before base0's 10 s
+        bases = [(p.with_name(f"base{i}"), ("classify",)) for i, p in enumerate(subs[:2])]
+        assert [p.name for p, _ in longest_first(bases, store, comp, True, "baseline")] == ["base1", "base0"]

@@ -23,7 +23,7 @@ from harness.grading.check import check_submission
 from harness.grading.grade import GradeOptions, grade_submission, resolve_device, results_json
 from harness.grading.jobs import (auto_jobs, cpu_threads_per_job, device_gpus, options_for_slot,
                                   select_shard)
-from harness.grading.plan import combine, resume_split
+from harness.grading.plan import combine, longest_first, resume_split
 from harness.grading.scorer_rows import ensure_references, record_references
 from harness.render.tables import fmt, render_rich
 from harness.sandbox.sweep import sweep_stale
@@ -167,6 +167,9 @@ def grade_paths(paths: list[Path], args, kind: str = "submission") -> int:
                          device_gpus(opts.device, getattr(args, "gpus", None)))
         err.print(f"--jobs auto: {jobs} in parallel", markup=False, highlight=False)
     opts = dataclasses.replace(opts, cpu_threads=cpu_threads_per_job(jobs, opts.device))
+    if jobs > 1 and len(todo) > 1:  # slots finish together when the longest runs start first
+        with Store(args.db_path) as store:
+            todo = longest_first(todo, store, opts.competition, args.quick, kind)
     with make_progress() as progress:
         tracker = GradeProgress(progress)
         local = threading.local()

@@ -149,8 +149,8 @@ class Plan:
 
 
 def track_seconds(store: Store, sub_id: str, track: str, profile: str, limit: float,
-                  baseline_cache: dict) -> tuple[float, str]:
-    own = store.last_seconds(sub_id, track, profile)
+                  baseline_cache: dict, kind: str = "submission") -> tuple[float, str]:
+    own = store.last_seconds(sub_id, track, profile, kind)
     if own is not None:
         return own, "own"
     if (track, profile) not in baseline_cache:
@@ -172,6 +172,24 @@ def in_order_makespan(durations: list[float], slots: int) -> float:
 
 def lpt_makespan(durations: list[float], slots: int) -> float:
     return in_order_makespan(sorted(durations, reverse=True), slots)
+
+
+def longest_first(todo: list[tuple[Path, tuple[str, ...]]], store: Store, comp: Competition,
+                  quick: bool, kind: str = "submission") -> list[tuple[Path, tuple[str, ...]]]:
+    """``todo`` ((path, tracks) pairs) in the order that lets ``--jobs`` slots finish together: the
+    longest expected first (each submission's own last run, else the baselines' median, else the time
+    limit, as :func:`estimate`); the order given among equals."""
+    profile = "quick" if quick else "full"
+    limit = float(comp["quick"]["time_limit_seconds"] if quick else comp["budget"]["time_limit_seconds"])
+    cache: dict = {}
+
+    def seconds(item) -> float:
+        path, tracks = item
+        sub_id = manifest_mod.submission_id(path)
+        return sum(track_seconds(store, sub_id, t, profile, limit, cache, kind)[0] for t in tracks)
+
+    expected = [seconds(item) for item in todo]
+    return [todo[i] for i in sorted(range(len(todo)), key=lambda i: -expected[i])]
 
 
 def estimate(paths, store: Store, comp: Competition, tracks, quick: bool, nodes: int = 1, jobs: int = 1,
