@@ -49,13 +49,14 @@ def main(argv=None) -> int:
 
 def cpu_convolution(job) -> str:
     """On the CPU, Chainer's 2-D (de)convolutions run the harness's own faster kernels (fast_conv),
-    and Adam's update runs in place (fast_adam: the same bits, without Chainer's temporaries), unless
-    the job asks for stock Chainer (``harness grade --stock-chainer``, or ``cpu_convolution: stock``
-    in competition.yaml). Returns which convolution runs, for the results."""
-    from harness.ingestion import fast_adam, fast_conv
+    Adam's update runs in place (fast_adam: the same bits, without Chainer's temporaries), and max
+    pooling by non-overlapping windows skips im2col (fast_pool: the same bits), unless the job asks
+    for stock Chainer (``harness grade --stock-chainer``, or ``cpu_convolution: stock`` in
+    competition.yaml). Returns which convolution runs, for the results."""
+    from harness.ingestion import fast_adam, fast_conv, fast_pool
 
     fast = job.device.xp.__name__ == "numpy" and job.spec.get("cpu_convolution", "fast") != "stock"
-    for module in (fast_conv, fast_adam):
+    for module in (fast_conv, fast_adam, fast_pool):
         module.install() if fast else module.uninstall()
     return fast_conv.describe()
 
