@@ -98,7 +98,7 @@ def test_jobs_share_the_cores_in_the_sandbox_and_not_the_metrics(tmp_path, make_
     share = str(max(1, jobs.cpus() // 2))
     for sub in ("r0", "r1"):
         assert "threads None None" in alone_logs[sub]
-        assert f"threads {share} {share}" in together_logs[sub]
+        assert f"threads None {share}" in together_logs[sub]  # fast_conv's share; BLAS keeps its own
         assert alone[sub]["status"] == together[sub]["status"] == "OK"
         timing = ("train_seconds",)
         assert {k: v for k, v in alone[sub]["metrics"].items() if k not in timing} == \

@@ -10,12 +10,12 @@ uses GPU ``gpus[i % len(gpus)]``; with ``--jobs`` equal to the number of GPUs ev
 device. The sandbox exposes only that GPU to the ingestion process (CUDA_VISIBLE_DEVICES), where it is
 device 0, so the job runs on ``@cupy:0`` inside while the results record the host's ``@cupy:<gpu>``.
 
-Cores (``--jobs N`` on the CPU): each of the N ingestion processes gets ``cores // N`` threads for
-BLAS and the fast convolution (:func:`cpu_threads_per_job`). ``--jobs auto`` (the default of
-``harness baselines``) runs as many jobs as there are cores, submissions, and memory limits that fit
-in the memory available (:func:`auto_jobs`). Training and evaluation are deterministic whatever the
-thread count (BLAS splits rows and columns across threads, never a sum), so the metrics do not depend
-on ``--jobs``; only the wall-clock seconds do.
+Cores (``--jobs N`` on the CPU): each of the N ingestion processes gets ``cores // N`` worker threads
+for the fast convolution (:func:`cpu_threads_per_job`), whose results do not depend on them; BLAS
+keeps its own thread count, because OpenBLAS's results do depend on it, and a submission must score
+the same graded alone or beside others. ``--jobs auto`` (the default of ``harness baselines``) runs
+as many jobs as there are cores, submissions, and memory limits that fit in the memory available
+(:func:`auto_jobs`). The metrics do not depend on ``--jobs``; only the wall-clock seconds do.
 """
 
 from __future__ import annotations
