@@ -66,3 +66,46 @@ def test_chainer_get_mnist_works_offline_from_our_cache(tmp_path, mnist):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[:2] == ["60000", "10000"]
     assert f" {int(mnist.test_y[0])} " in out.stdout
+
+
+def test_cache_is_memory_mapped_read_only_and_checked_once_per_change(tmp_path, monkeypatch, mnist):
+    """The cache loads as read-only memory maps equal to the canonical arrays; the SHA-256 check runs
+    on the first load, is skipped while the file is unchanged (the stamp beside it), and runs again
+    after any change, which then refuses a corrupted file."""
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    np.savez(data.cache_file(), **mnist.arrays())
+    checks = []
+    real_verify = data.verify
+    monkeypatch.setattr(data, "verify", lambda arrays, origin: (checks.append(origin), real_verify(arrays, origin)))
+
+    def fresh_load():
+        monkeypatch.setattr(data, "_loaded", None)
+        return data.load()
+
+    m = fresh_load()
+    assert len(checks) == 1 and (tmp_path / "mnist-canonical.npz.verified").is_file()
+    for key in data.SHA256:
+        a = getattr(m, key)
+        assert type(a) is np.ndarray and not a.flags.writeable
+        np.testing.assert_array_equal(a, getattr(mnist, key))
+    with pytest.raises(ValueError, match="read-only"):
+        m.train_x[0, 0] = 1
+    fresh_load()
+    assert len(checks) == 1  # unchanged: not hashed again
+
+    arrays = mnist.arrays()
+    arrays["train_x"] = arrays["train_x"].copy()
+    arrays["train_x"][123, 400] ^= 1  # one pixel, same size
+    np.savez(data.cache_file(), **arrays)
+    with pytest.raises(data.DataError, match="train_x.*SHA-256"):
+        fresh_load()
+    assert len(checks) == 2
+
+
+def test_compressed_cache_still_loads(tmp_path, monkeypatch, mnist):
+    """A cache written compressed (not by `harness data`) is read by numpy.load instead of mapped."""
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    monkeypatch.setattr(data, "_loaded", None)
+    np.savez_compressed(data.cache_file(), **mnist.arrays())
+    m = data.load()
+    np.testing.assert_array_equal(m.test_x, mnist.test_x)
