@@ -39,6 +39,9 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--breakdown", action="store_true", help="also time each stage separately, with its share")
     p.add_argument("--save", action="store_true", help="save the results as bench/results/generative-<time>.txt")
+    p.add_argument("--grade", type=int, default=0, metavar="K",
+                   help="also time K full `harness grade baselines/memoriser-gan` (10k samples, every metric, "
+                        "sandbox, store, leaderboard) after one warm-up grade, in a scratch store")
     args = p.parse_args(argv)
 
     m = data.load_or_prepare()
@@ -106,6 +109,10 @@ def main(argv=None) -> int:
                 f"{cpu / ref_cpu:.2f} x{ratio})   [{shown}]")
         print(line)
         lines.append(line)
+    if args.grade:
+        line = time_memoriser_grades(args.grade, ref_s)
+        print(line)
+        lines.append(line)
     if args.save:
         RESULTS.mkdir(parents=True, exist_ok=True)
         out = RESULTS / f"generative-{time.strftime('%Y-%m-%d-%H%M%S')}.txt"
@@ -116,6 +123,29 @@ def main(argv=None) -> int:
 
 
 RESULTS = ROOT / "bench" / "results"
+
+
+def time_memoriser_grades(k: int, ref_s: float) -> str:
+    """Wall seconds of ``harness grade baselines/memoriser-gan`` (the console script, a fresh process
+    each time, as a student runs it), K times after a warm-up grade that records the reference rows."""
+    import os
+    import statistics
+    import subprocess
+    import tempfile
+
+    harness = Path(sys.executable).with_name("harness")
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [str(harness), "grade", str(ROOT / "baselines" / "memoriser-gan"), "--db", f"{tmp}/lb.db"]
+        walls = []
+        for i in range(k + 1):
+            t = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+            if i:
+                walls.append(time.perf_counter() - t)
+    load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    return (f"full grade of baselines/memoriser-gan (harness grade, 10k samples): min {min(walls):.2f} s, "
+            f"median {statistics.median(walls):.2f} s = {statistics.median(walls) / ref_s:.2f} x forward "
+            f"over {k} grades [{', '.join(f'{w:.2f}' for w in walls)}] (target <= 3.0 s idle; load {load})")
 
 
 def _last_recorded() -> dict[str, float]:

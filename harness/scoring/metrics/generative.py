@@ -346,15 +346,26 @@ def _kth_neighbour_sq(p: _Points, k: int) -> np.ndarray:
     return out
 
 
-def kth_neighbour_sq_distances(features: np.ndarray, k: int) -> np.ndarray:
+def kth_neighbour_sq_distances(features: np.ndarray, k: int, centre: np.ndarray | None = None) -> np.ndarray:
     """Squared distance from each row to its k-th nearest other row (itself excluded), float64 (N,).
 
     Exact: the same values as a brute-force float64 search (scikit-learn's
     ``NearestNeighbors(algorithm="brute").kneighbors()``, to rounding of the last bits), from
     float32 distance blocks that only pick candidates and float64 distances of the candidates.
+    The rows are centred on ``centre`` first (default: their mean); the last bits depend on it, so
+    the fake radii that :func:`precision_recall_density_coverage` accepts are computed with the real
+    features' mean, as it computes them itself.
     """
     f = _features(features, "features", min_rows=k + 1)
-    return _kth_neighbour_sq(_Points(f, f.mean(axis=0)), k)
+    centre = f.mean(axis=0) if centre is None else _centre(centre, f.shape[1])
+    return _kth_neighbour_sq(_Points(f, centre), k)
+
+
+def _centre(centre: np.ndarray, d: int) -> np.ndarray:
+    c = np.asarray(centre, dtype=np.float64)
+    if c.shape != (d,):
+        raise ValueError(f"centre must have shape ({d},), found {c.shape}")
+    return c
 
 
 #: Ball membership is ``d^2 < r^2 (1 - _BALL_RTOL)``. Radii and distances come from different
@@ -365,7 +376,8 @@ _BALL_RTOL = 1e-9
 
 
 def precision_recall_density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5,
-                                      real_radii_sq: np.ndarray | None = None) -> dict[str, float]:
+                                      real_radii_sq: np.ndarray | None = None,
+                                      fake_radii_sq: np.ndarray | None = None) -> dict[str, float]:
     """k-NN precision, recall, density and coverage of ``fake`` against ``real`` features.
 
     With ``B(x, r)`` the ball around ``x`` of radius ``r`` and ``NND_k(x)`` the distance from
@@ -389,6 +401,8 @@ def precision_recall_density_coverage(real: np.ndarray, fake: np.ndarray, k: int
         k: neighbourhood size.
         real_radii_sq: optional precomputed ``kth_neighbour_sq_distances(real, k)`` (N,),
             reused across calls for a fixed real set.
+        fake_radii_sq: optional precomputed ``kth_neighbour_sq_distances(fake, k,
+            centre=real.mean(axis=0))`` (M,) (e.g. on another thread); the same result as without.
 
     Returns:
         dict with float ``precision``, ``recall``, ``density``, ``coverage``.
@@ -409,8 +423,13 @@ def precision_recall_density_coverage(real: np.ndarray, fake: np.ndarray, k: int
     real_radii_sq = np.asarray(real_radii_sq, dtype=np.float64)
     if real_radii_sq.shape != (len(r),):
         raise ValueError(f"real_radii_sq must have shape ({len(r)},), found {real_radii_sq.shape}")
+    if fake_radii_sq is None:
+        fake_radii_sq = _kth_neighbour_sq(fp, k)
+    fake_radii_sq = np.asarray(fake_radii_sq, dtype=np.float64)
+    if fake_radii_sq.shape != (len(f),):
+        raise ValueError(f"fake_radii_sq must have shape ({len(f)},), found {fake_radii_sq.shape}")
     real_balls = real_radii_sq * (1.0 - _BALL_RTOL)
-    fake_balls = _kth_neighbour_sq(fp, k) * (1.0 - _BALL_RTOL)
+    fake_balls = fake_radii_sq * (1.0 - _BALL_RTOL)
 
     tol = _f32_tol(r.shape[1])
     r_max = rp.norm.max()

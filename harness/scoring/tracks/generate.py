@@ -12,8 +12,12 @@ from harness.scoring.outputs import count_npz_params, read_array
 from harness.scoring.tracks.context import ScoringContext
 from harness.scoring.tracks.context import save_inputs
 from harness.images import save_grid
-from harness.scoring.tracks.generate_suite import generative_metrics
+from harness.scoring.tracks.generate_suite import generative_metrics, prepare_real_statistics
 
+
+def prepare(ctx: ScoringContext) -> None:
+    """Load the real-data statistics while the sandbox samples (the grader runs it on a side thread)."""
+    prepare_real_statistics()
 
 
 def n_samples(ctx: ScoringContext) -> int:

@@ -12,6 +12,7 @@ import numpy as np
 
 from harness import data
 from harness.scoring import reference_classifier as reference
+from harness.scoring.reference_classifier.numpy_forward import BLOCK
 from harness.scoring.metrics.copy_detection import CopyIndex, copy_rate, copy_thresholds
 from harness.scoring.metrics.generative import (
     COPY_QUANTILE,
@@ -32,6 +33,9 @@ from harness.scoring.metrics.generative import (
     precision_recall_density_coverage,
 )
 
+#: Images per part of the forward pass handed to the suite's threads: whole blocks of the NumPy pass
+#: (``numpy_forward.BLOCK``), so the features are bitwise those of one call over all the samples.
+_PART = 10 * BLOCK
 _context: dict[str, object] = {}  # this process's real-data statistics (see _real_context)
 _context_lock = threading.Lock()  # --jobs N: graders in threads score at once; the context is built once
 
@@ -63,7 +67,9 @@ def _build_real_context() -> dict[str, object]:
         f"reference-{sha}-test-knn{NEAREST_K}-v2.npz",
         lambda: {"radii_sq": kth_neighbour_sq_distances(feats, NEAREST_K)},
         {"radii_sq": (len(feats),)})["radii_sq"]
-    return {"features": feats, "mu": mu, "sigma": sigma, "radii_sq": radii, "kid_within": {}, **_copy_context(m)}
+    centre = np.asarray(feats, dtype=np.float64).mean(axis=0)  # as precision_recall_density_coverage centres
+    return {"features": feats, "mu": mu, "sigma": sigma, "radii_sq": radii, "centre": centre, "kid_within": {},
+            **_copy_context(m)}
 
 
 COPY_CACHE_VERSION = "v2"  # bump when CopyIndex's settings or scores change (v2: projections as one GEMM)
@@ -136,20 +142,25 @@ def generative_metrics(samples: np.ndarray) -> dict[str, float]:
         raise ValueError("samples must be finite")
 
     ctx = _real_context()
-    # Two streams on two cores (NumPy and BLAS release the GIL): copy detection, then KID, on a
-    # side thread; the forward pass, precision/recall/density/coverage and fcd here. Each metric
-    # is computed exactly as alone (no shared state), so the results do not depend on the timing.
-    # One BLAS thread per stream: the streams already fill two cores, and BLAS threads of their
-    # own only spin against each other (2 s more CPU for the suite, and a 128x128 eigh that took
-    # a second); the products are the same (BLAS splits rows and columns across threads, not sums).
-    with _one_blas_thread(), ThreadPoolExecutor(1, thread_name_prefix="generate-suite") as side:
-        copy_future = side.submit(copy_rate, x, ctx["copy_index"], ctx["copy_thresholds"])
-        probs, feats = reference.predict(x)
-        kid_future = side.submit(kid, feats, ctx["features"], KID_SUBSETS, KID_SUBSET_SIZE, KID_SEED,
+    real = ctx["features"]
+    # Two threads on two cores (NumPy and BLAS release the GIL), one BLAS thread each (BLAS threads of
+    # their own only spin against each other). First copy detection on one thread while the forward
+    # pass runs in parts of PART images on the other, which the first joins when it is done; then KID
+    # and the fakes' k-NN radii beside precision/recall/density/coverage and fcd. Each metric is
+    # computed exactly as alone (the forward pass is bitwise the same in any parts of whole blocks,
+    # the radii are those prdc computes itself), so the results do not depend on the timing.
+    with _one_blas_thread(), ThreadPoolExecutor(2, thread_name_prefix="generate-suite") as pool:
+        copy_future = pool.submit(copy_rate, x, ctx["copy_index"], ctx["copy_thresholds"])
+        parts = [pool.submit(reference.predict, x[i:i + _PART]) for i in range(0, len(x), _PART)]
+        probs = np.concatenate([p.result()[0] for p in parts])
+        feats = np.concatenate([p.result()[1] for p in parts])
+        kid_future = pool.submit(kid, feats, real, KID_SUBSETS, KID_SUBSET_SIZE, KID_SEED,
                                  b_within=_real_kid_within(min(KID_SUBSET_SIZE, len(feats))))
-        prdc = precision_recall_density_coverage(ctx["features"], feats, NEAREST_K, real_radii_sq=ctx["radii_sq"])
+        radii_future = pool.submit(kth_neighbour_sq_distances, feats, NEAREST_K, ctx["centre"])
         mu, sigma = gaussian_statistics(feats)
         fcd = frechet_distance(mu, sigma, ctx["mu"], ctx["sigma"])
+        prdc = precision_recall_density_coverage(real, feats, NEAREST_K, real_radii_sq=ctx["radii_sq"],
+                                                 fake_radii_sq=radii_future.result())
         kid_mean, kid_std = kid_future.result()
         copied = copy_future.result()
     result = {
