@@ -14,6 +14,7 @@ from harness.scoring.metrics.generative import (
     gaussian_statistics,
     kid,
     kid_within_terms,
+    kth_neighbour_sq_distances,
     precision_recall_density_coverage,
 )
 
@@ -258,3 +259,19 @@ def test_save_grid_writes_a_png(tmp_path):
     assert grid_array(np.full((11, 28, 28), np.nan), ncols=10).shape == (2 * 30 + 2, 10 * 30 + 2)
     with pytest.raises(ValueError):
         save_grid(np.zeros((0, 1, 28, 28), np.float32), tmp_path / "empty.png")
+
+
+@pytest.mark.parametrize("offset", [0.0, 1000.0])
+def test_prdc_with_precomputed_fake_radii_is_the_same(offset):
+    """The suite computes the fakes' radii on another thread (centred on the real mean, as prdc does):
+    the result equals prdc's own, on ties (fakes equal to reals) and far from the origin too."""
+    rng = np.random.default_rng(5)
+    real = rng.normal(size=(400, 8)) + offset
+    fake = np.concatenate([real[:150], rng.normal(0.2, 1.1, size=(250, 8)) + offset])
+    radii = kth_neighbour_sq_distances(fake, 5, centre=real.mean(axis=0))
+    alone = precision_recall_density_coverage(real, fake, k=5)
+    assert precision_recall_density_coverage(real, fake, k=5, fake_radii_sq=radii) == alone
+    with pytest.raises(ValueError, match="fake_radii_sq must have shape"):
+        precision_recall_density_coverage(real, fake, k=5, fake_radii_sq=radii[:-1])
+    with pytest.raises(ValueError, match="centre must have shape"):
+        kth_neighbour_sq_distances(fake, 5, centre=real.mean(axis=0)[:3])
