@@ -24,6 +24,7 @@ Prints ``speed-up over Chainer's own CPU convolution: <X>x``; copy the output to
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -40,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.chainer_env import chainer  # noqa: E402
-from harness.ingestion import fast_conv  # noqa: E402
+from harness.ingestion import fast_adam, fast_conv, fast_pool  # noqa: E402
 
 F = chainer.functions
 
@@ -108,6 +109,9 @@ def torch_epoch(python: str, workdir: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+ALL = "harness-all"  # the fast convolution, max pooling and Adam, as the ingestion installs them
+
+
 def bench_epochs(args) -> None:
     x, t = load_subset(args.n)
     order = batch_order(len(x), args.batch_size, seed=0)
@@ -124,19 +128,21 @@ def bench_epochs(args) -> None:
         np.save(tmp / "x.npy", x)
         np.save(tmp / "t.npy", t)
         np.save(tmp / "order.npy", np.stack(order) if len({len(o) for o in order}) == 1 else np.array(order[:-1]))
-    times = {"chainer": [], "harness-fast-conv": [], "pytorch": []}
+    times = {"chainer": [], "harness-fast-conv": [], ALL: [], "pytorch": []}
     losses = {}
     for r in range(args.rounds):
-        for on in (False, True):
+        for name in ("chainer", "harness-fast-conv", ALL):
             model = init.copy(mode="copy")
-            with fast_conv.enabled(on):
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(fast_conv.enabled(name != "chainer"))
+                stack.enter_context(fast_pool.enabled(name == ALL))
+                stack.enter_context(fast_adam.enabled(name == ALL))
                 fast_conv.reset_stats()
                 seconds, loss = train_epoch(model, x, t, order)
-                name = fast_conv.describe()
                 counts = fast_conv.stats()
             times[name].append(seconds)
             losses[name] = loss
-            extra = f", fast/fallback calls {counts['fast']}/{counts['fallback']}" if on else ""
+            extra = f", fast/fallback calls {counts['fast']}/{counts['fallback']}" if name != "chainer" else ""
             print(f"round {r + 1}: {name:18s} {seconds:7.2f} s  mean loss {loss:.6f}{extra}", flush=True)
         if args.torch:
             res = torch_epoch(args.torch, tmp)
@@ -145,8 +151,8 @@ def bench_epochs(args) -> None:
             print(f"round {r + 1}: {'pytorch ' + res['torch']:18s} {res['seconds']:7.2f} s  mean loss "
                   f"{res['loss']:.6f} ({res['threads']} threads, its own initial weights)", flush=True)
         ratio = times["chainer"][-1] / times["harness-fast-conv"][-1]
-        print(f"round {r + 1}: speed-up {ratio:.2f}x"
-              + (f", fast/PyTorch {times['harness-fast-conv'][-1] / times['pytorch'][-1]:.2f}x" if args.torch else ""),
+        print(f"round {r + 1}: speed-up {ratio:.2f}x (with pooling and Adam: {times['chainer'][-1] / times[ALL][-1]:.2f}x)"
+              + (f", {ALL}/PyTorch {times[ALL][-1] / times['pytorch'][-1]:.2f}x" if args.torch else ""),
               flush=True)
     stock, fast = times["chainer"], times["harness-fast-conv"]
     diff = abs(losses["harness-fast-conv"] - losses["chainer"])
@@ -157,11 +163,16 @@ def bench_epochs(args) -> None:
     paired = [s / f for s, f in zip(stock, fast)]
     print(f"speed-up per round: {', '.join(f'{v:.2f}x' for v in paired)}; of the best epochs: {min(stock) / min(fast):.2f}x")
     print(f"speed-up over Chainer's own CPU convolution: {float(np.median(paired)):.2f}x")
+    every = times[ALL]
+    print(f"speed-up of everything the ingestion installs (convolution, max pooling, Adam) over stock Chainer: "
+          f"{float(np.median([s / f for s, f in zip(stock, every)])):.2f}x; loss difference "
+          f"{abs(losses[ALL] - losses['harness-fast-conv']):.2e} from the fast convolution alone (pooling and Adam: same bits)")
     if args.torch:
         torch_t = times["pytorch"]
-        paired_t = [f / t for f, t in zip(fast, torch_t)]
-        print(f"harness-fast-conv / PyTorch epoch time: {float(np.median(paired_t)):.2f}x "
-              f"(per round {', '.join(f'{v:.2f}x' for v in paired_t)}; best epochs {min(fast) / min(torch_t):.2f}x; "
+        paired_t = [f / t for f, t in zip(every, torch_t)]
+        print(f"{ALL} / PyTorch epoch time: {float(np.median(paired_t)):.2f}x "
+              f"(per round {', '.join(f'{v:.2f}x' for v in paired_t)}; best epochs {min(every) / min(torch_t):.2f}x; "
+              f"fast convolution alone / PyTorch {float(np.median([f / t for f, t in zip(fast, torch_t)])):.2f}x; "
               f"Chainer's own / PyTorch: {float(np.median([s / t for s, t in zip(stock, torch_t)])):.2f}x)")
 
 

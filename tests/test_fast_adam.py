@@ -164,3 +164,13 @@ def test_install_is_idempotent_and_reversible():
     assert fast_adam.uninstall() is True
     assert fast_adam.uninstall() is False
     assert chainer.optimizers.adam.AdamRule.update_core_cpu is stock
+
+
+def test_enabled_switches_for_a_block_and_restores():
+    stock = chainer.optimizers.adam.AdamRule.update_core_cpu
+    with fast_adam.enabled():
+        assert fast_adam.installed()
+        with fast_adam.enabled(False):
+            assert chainer.optimizers.adam.AdamRule.update_core_cpu is stock
+        assert fast_adam.installed()
+    assert not fast_adam.installed()

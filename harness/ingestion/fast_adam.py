@@ -20,6 +20,7 @@ by ``--stock-chainer`` / ``cpu_convolution: stock``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import numpy as np
@@ -139,3 +140,13 @@ def uninstall() -> bool:
 def installed() -> bool:
     return bool(_original)
 
+
+@contextlib.contextmanager
+def enabled(on: bool = True):
+    """``with enabled(True/False):`` runs the block with (or without) the in-place update."""
+    was = installed()
+    install() if on else uninstall()
+    try:
+        yield
+    finally:
+        install() if was else uninstall()
