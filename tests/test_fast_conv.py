@@ -246,6 +246,24 @@ def test_results_do_not_depend_on_the_thread_count(monkeypatch):
             np.testing.assert_array_equal(a, e)
 
 
+def test_course_cnn_layer_trains_to_the_same_bits_with_any_worker_count(monkeypatch):
+    """A course-CNN-sized layer (large enough for OpenBLAS to split its products across threads):
+    one worker (a --jobs share of one core) and two give bit-identical outputs and gradients, because
+    BLAS runs single-threaded inside the chunks in both cases (OpenBLAS's own thread count changes
+    the last bits)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((100, 32, 28, 28)).astype(np.float32)
+    W = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    fast_conv.install()
+    results = []
+    for threads in (1, 2):
+        monkeypatch.setattr(fast_conv, "THREADS", threads)
+        results.append(run(lambda x, W, b: F.convolution_2d(x, W, b, pad=1), [x, W, b], True))
+    for a, e in zip(results[1], results[0]):
+        np.testing.assert_array_equal(a, e)
+
+
 def test_a_failing_worker_raises_in_the_caller(monkeypatch):
     monkeypatch.setattr(fast_conv, "THREADS", 2)
     seen = []
@@ -329,7 +347,7 @@ def test_ideep_wanted_falls_back(monkeypatch):
 
 
 def test_install_is_idempotent_and_uninstall_restores():
-    stock = {(cls, name): cls.__dict__[name] for cls, name, _ in fast_conv._PATCHES}
+    stock = {(cls, name): cls.__dict__[name] for cls, name, _ in fast_conv._patches.patches}
     assert fast_conv.describe() == "chainer" and not fast_conv.installed()
     assert fast_conv.install() is True
     assert fast_conv.install() is False

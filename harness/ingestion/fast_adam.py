@@ -20,17 +20,16 @@ by ``--stock-chainer`` / ``cpu_convolution: stock``.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 
 import numpy as np
 
 from harness.chainer_env import chainer  # the shims first, then Chainer
+from harness.ingestion.patching import MethodPatches
 
 _adam = chainer.optimizers.adam
+NAME = "harness-fast-adam"
 
-_lock = threading.Lock()
-_original = {}
 _scratch = threading.local()  # one flat buffer per thread and dtype
 #: Elements per chunk of a contiguous parameter: the chunk's param, grad, m, v and scratch (5 x 128 KiB
 #: in float32) stay in a core's L2 cache across the eleven passes, instead of streaming from memory.
@@ -76,7 +75,8 @@ def update_core_cpu(self, param):
     if grad is None:
         return
     if not _covered(self, param):
-        return _original["update_core_cpu"](self, param)
+        return _patches.fallback(_adam.AdamRule, "update_core_cpu", self, param)
+    _patches.served()
     hp = self.hyperparam
     self._check_eps(param.dtype.type)
     arrays = (param.data, grad, self.state["m"], self.state["v"])
@@ -118,35 +118,8 @@ def _update(data, grad, m, v, buf, one_minus_beta1, one_minus_beta2, eps, alpha_
     data += buf
 
 
-def install() -> bool:
-    """Route ``AdamRule.update_core_cpu`` through this module. Idempotent: True if it changed anything."""
-    with _lock:
-        if _original:
-            return False
-        _original["update_core_cpu"] = _adam.AdamRule.__dict__["update_core_cpu"]
-        _adam.AdamRule.update_core_cpu = update_core_cpu
-        return True
-
-
-def uninstall() -> bool:
-    """Put back Chainer's own method. Idempotent: True if it changed anything."""
-    with _lock:
-        if not _original:
-            return False
-        _adam.AdamRule.update_core_cpu = _original.pop("update_core_cpu")
-        return True
-
-
-def installed() -> bool:
-    return bool(_original)
-
-
-@contextlib.contextmanager
-def enabled(on: bool = True):
-    """``with enabled(True/False):`` runs the block with (or without) the in-place update."""
-    was = installed()
-    install() if on else uninstall()
-    try:
-        yield
-    finally:
-        install() if was else uninstall()
+_patches = MethodPatches(NAME, ((_adam.AdamRule, "update_core_cpu", update_core_cpu),))
+# This module's interface: install() / uninstall() / installed(), describe(), stats() / reset_stats()
+# (calls served and handed back), enabled(on) for a block.
+install, uninstall, installed = _patches.install, _patches.uninstall, _patches.installed
+describe, stats, reset_stats, enabled = _patches.describe, _patches.stats, _patches.reset_stats, _patches.enabled

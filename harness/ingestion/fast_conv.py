@@ -50,13 +50,13 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from harness.chainer_env import chainer  # noqa: F401  (shims first, then Chainer)
+from harness.ingestion.patching import MethodPatches
 from chainer.backends import intel64  # noqa: E402
 from chainer.functions.connection import convolution_2d as _c2d  # noqa: E402
 from chainer.functions.connection import deconvolution_2d as _d2d  # noqa: E402
 from chainer.utils import conv as _conv  # noqa: E402
 
 NAME = "harness-fast-conv"
-STOCK = "chainer"
 
 # Bytes of im2col (or col2im) buffer filled per chunk of images: small enough to stay in the
 # core's cache (2 MiB of L2 per core here), large enough that each matrix product is big. Measured
@@ -69,8 +69,9 @@ CHUNK_BYTES = 1 << 20
 # Chainer on the DCGAN generator's first deconvolution before this floor).
 MIN_PRODUCT_COLUMNS = 512
 
-# Worker threads that fill and multiply chunks side by side (BLAS single-threaded meanwhile):
-# None = one per CPU this process may use, at most LANES. 1 = no threads (BLAS keeps its own).
+# Worker threads that fill and multiply chunks side by side (BLAS single-threaded, always):
+# None = one per CPU this process may use (or the grader's --jobs share, HARNESS_CPU_THREADS), at
+# most LANES. 1 = the caller's thread only.
 # Measured on 2 cores: 1.2-1.4x faster than one thread feeding a 2-thread OpenBLAS, and far less
 # hurt when another process takes a core (OpenBLAS's threads wait for each other at every call).
 THREADS = None
@@ -90,8 +91,6 @@ NHWC_MIN_CHANNELS = 12
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _lock = threading.Lock()
-_originals: dict[tuple[type, str], object] = {}
-_counts = {"fast": 0, "fallback": 0}
 _pool_state: dict[str, object] = {}
 
 
@@ -123,12 +122,13 @@ def _threads() -> int:
 
 
 def _pool(workers: int):
-    """A lazily made thread pool and a way to make BLAS single-threaded (None without threadpoolctl)."""
+    """A lazily made thread pool of ``workers - 1`` threads (None for one worker: the caller's thread)
+    and a way to make BLAS single-threaded (None without threadpoolctl)."""
     with _lock:
         if _pool_state.get("pid") != os.getpid():  # new, or inherited by a fork without its threads
             _pool_state.clear()
             _pool_state["pid"] = os.getpid()
-        if _pool_state.get("workers", 0) < workers:
+        if workers > 1 and _pool_state.get("workers", 1) < workers:
             old = _pool_state.get("pool")
             _pool_state["pool"] = ThreadPoolExecutor(workers - 1, thread_name_prefix="fast_conv")
             _pool_state["workers"] = workers
@@ -141,7 +141,7 @@ def _pool(workers: int):
                 _pool_state["blas"] = threadpoolctl.ThreadpoolController().select(user_api="blas")
             except Exception:
                 _pool_state["blas"] = None
-        return _pool_state["pool"], _pool_state["blas"]
+        return _pool_state.get("pool"), _pool_state["blas"]
 
 
 def _run_chunks(n: int, step: int, body) -> None:
@@ -158,12 +158,14 @@ def _run_chunks(n: int, step: int, body) -> None:
             for n0 in starts[lane::LANES]:
                 body(n0, min(step, n - n0), lane)
 
-    if workers <= 1:
-        for i, n0 in enumerate(starts):
-            body(n0, min(step, n - n0), i % LANES)
-        return
     pool, blas = _pool(workers)
+    # BLAS single-threaded whatever the number of workers: OpenBLAS's products differ in the last bits
+    # with its thread count, and a model must train to the same bits alone or beside others (--jobs).
     with (blas.limit(limits=1) if blas is not None else contextlib.nullcontext()):
+        if workers <= 1:
+            for i, n0 in enumerate(starts):
+                body(n0, min(step, n - n0), i % LANES)
+            return
         others = [pool.submit(lanes_of, worker) for worker in range(1, workers)]
         try:
             lanes_of(0)  # this thread is worker 0
@@ -375,28 +377,20 @@ def _covered(inputs, layouts) -> bool:
     return True
 
 
-def _stock(cls, name):
-    return _originals.get((cls, name)) or _STOCK[(cls, name)]
-
-
-def _fallback(cls, node, inputs):
-    _counts["fallback"] += 1
-    return _stock(cls, "forward_cpu")(node, inputs)
-
 
 def _conv_forward_cpu(self, inputs):
     cls = _c2d.Convolution2DFunction
     if self.cudnn_fast or not _covered(inputs, self._input_layouts):
-        return _fallback(cls, self, inputs)
+        return _patches.fallback(cls, "forward_cpu", self, inputs)
     x, W = inputs[0], inputs[1]
     b = inputs[2] if len(inputs) == 3 else None
     _, _, h, w = x.shape
     _, _, kh, kw = W.shape
     if (_conv.get_conv_outsize(h, kh, self.sy, self.ph, cover_all=self.cover_all, d=self.dy) <= 0
             or _conv.get_conv_outsize(w, kw, self.sx, self.pw, cover_all=self.cover_all, d=self.dx) <= 0):
-        return _fallback(cls, self, inputs)  # Chainer's own error
+        return _patches.fallback(cls, "forward_cpu", self, inputs)  # Chainer's own error
     self.retain_inputs((0, 1))  # as Chainer: only x and W
-    _counts["fast"] += 1
+    _patches.served()
     y = conv2d_forward(x, W, b, (self.sy, self.sx), (self.ph, self.pw), (self.dy, self.dx),
                        self.groups, self.cover_all)
     return y,
@@ -407,14 +401,14 @@ def _grad_w_forward_cpu(self, inputs):
     x, gy = inputs
     if (getattr(self, "_use_ideep", False) or np.dtype(self.W_dtype) != x.dtype
             or not _covered(inputs, None)):
-        return _fallback(cls, self, inputs)
+        return _patches.fallback(cls, "forward_cpu", self, inputs)
     cover_all = bool(self.cover_all)
     oh = _conv.get_conv_outsize(x.shape[2], self.kh, self.sy, self.ph, cover_all=cover_all, d=self.dy)
     ow = _conv.get_conv_outsize(x.shape[3], self.kw, self.sx, self.pw, cover_all=cover_all, d=self.dx)
     if gy.shape[2:] != (oh, ow) or oh <= 0 or ow <= 0:
-        return _fallback(cls, self, inputs)
+        return _patches.fallback(cls, "forward_cpu", self, inputs)
     self.retain_inputs((0, 1))
-    _counts["fast"] += 1
+    _patches.served()
     gW = conv2d_grad_w(x, gy, (self.kh, self.kw), (self.sy, self.sx), (self.ph, self.pw),
                        (self.dy, self.dx), self.groups, cover_all)
     return gW,
@@ -423,74 +417,23 @@ def _grad_w_forward_cpu(self, inputs):
 def _deconv_forward_cpu(self, inputs):
     cls = _d2d.Deconvolution2DFunction
     if not _covered(inputs, self._input_layouts):
-        return _fallback(cls, self, inputs)
+        return _patches.fallback(cls, "forward_cpu", self, inputs)
     x, W = inputs[0], inputs[1]
     b = inputs[2] if len(inputs) == 3 else None
     self._calc_out_size(x.shape, W.shape)  # Chainer's: sets outh/outw, raises if not positive
     self.retain_inputs((0, 1))  # as Chainer: only x and W
-    _counts["fast"] += 1
+    _patches.served()
     y = deconv2d_forward(x, W, b, (self.sy, self.sx), (self.ph, self.pw), (self.outh, self.outw),
                          (self.dy, self.dx), self.groups)
     return y,
 
 
-_PATCHES = (
+_patches = MethodPatches(NAME, (
     (_c2d.Convolution2DFunction, "forward_cpu", _conv_forward_cpu),
     (_c2d.Convolution2DGradW, "forward_cpu", _grad_w_forward_cpu),
     (_d2d.Deconvolution2DFunction, "forward_cpu", _deconv_forward_cpu),
-)
-# Chainer's own methods, as imported (a fallback before install() ever ran uses these).
-_STOCK = {(cls, name): cls.__dict__[name] for cls, name, _ in _PATCHES}
-
-
-# --------------------------------------------------------------------------- install / uninstall
-
-
-def install() -> bool:
-    """Route Chainer's CPU convolutions through this module. Idempotent: True if it changed anything."""
-    with _lock:
-        if _originals:
-            return False
-        for cls, name, fn in _PATCHES:
-            _originals[(cls, name)] = cls.__dict__[name]
-            setattr(cls, name, fn)
-        return True
-
-
-def uninstall() -> bool:
-    """Put back the methods :func:`install` replaced. Idempotent: True if it changed anything."""
-    with _lock:
-        if not _originals:
-            return False
-        for cls, name, _ in _PATCHES:
-            setattr(cls, name, _originals.pop((cls, name)))
-        return True
-
-
-def installed() -> bool:
-    return bool(_originals)
-
-
-def describe() -> str:
-    """Which CPU convolution runs now: ``"harness-fast-conv"`` or ``"chainer"`` (for results)."""
-    return NAME if installed() else STOCK
-
-
-def stats() -> dict[str, int]:
-    """Calls served here (``fast``) and handed to Chainer's own code (``fallback``) since the reset."""
-    return dict(_counts)
-
-
-def reset_stats() -> None:
-    _counts["fast"] = _counts["fallback"] = 0
-
-
-@contextlib.contextmanager
-def enabled(on: bool = True):
-    """``with enabled(True/False):`` runs the block with (or without) the fast convolution."""
-    was = installed()
-    install() if on else uninstall()
-    try:
-        yield
-    finally:
-        install() if was else uninstall()
+))
+# This module's interface: install() / uninstall() / installed(), describe() for results,
+# stats() / reset_stats() (calls served and handed back), enabled(on) for a block.
+install, uninstall, installed = _patches.install, _patches.uninstall, _patches.installed
+describe, stats, reset_stats, enabled = _patches.describe, _patches.stats, _patches.reset_stats, _patches.enabled

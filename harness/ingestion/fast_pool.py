@@ -42,19 +42,16 @@ two bit-level cases above, and everything on CuPy or ChainerX.
 
 from __future__ import annotations
 
-import contextlib
-import threading
-
 import numpy as np
 
 from harness.chainer_env import chainer  # the shims first, then Chainer
+from harness.ingestion.patching import MethodPatches
 
 _intel64 = chainer.backends.intel64
 _mp = chainer.functions.pooling.max_pooling_nd
 _conv = chainer.utils.conv
 
 NAME = "harness-fast-pool"
-STOCK = "chainer"
 
 # Bytes of input (forward) or of input gradient (backward) handled per chunk of planes: small
 # enough to stay in a core's cache across the passes, large enough that each NumPy call is long.
@@ -64,9 +61,6 @@ CHUNK_BYTES = 1 << 19
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _INT_OF = {np.dtype(np.float32): np.dtype(np.int32), np.dtype(np.float64): np.dtype(np.int64)}
-_lock = threading.Lock()
-_originals: dict[tuple[type, str], object] = {}
-_counts = {"fast": 0, "fallback": 0}
 
 
 # --------------------------------------------------------------------------- the arithmetic
@@ -173,26 +167,18 @@ def _ideep(arrays) -> bool:
     return bool(_intel64.should_use_ideep(">=auto") and _intel64.inputs_all_ready(arrays))
 
 
-def _stock(cls, name):
-    return _originals.get((cls, name)) or _STOCK[(cls, name)]
-
-
-def _fallback(cls, node, inputs):
-    _counts["fallback"] += 1
-    return _stock(cls, "forward_cpu")(node, inputs)
-
 
 def _max_pool_forward_cpu(self, inputs):
     cls = _mp.MaxPoolingND
     x = inputs[0]
     window = _window(self, x.shape)
     if window is None or type(x) is not np.ndarray or x.dtype not in _DTYPES or _ideep(inputs):
-        return _fallback(cls, self, inputs)
+        return _patches.fallback(cls, "forward_cpu", self, inputs)
     result = pool_forward(x, *window)
     if result is None:  # -0.0 or NaN: Chainer's own bits
-        return _fallback(cls, self, inputs)
+        return _patches.fallback(cls, "forward_cpu", self, inputs)
     y, indexes = result
-    _counts["fast"] += 1
+    _patches.served()
     self._in_shape = x.shape  # as Chainer's forward_cpu (no retained inputs there)
     self._in_dtype = x.dtype
     self.indexes = indexes
@@ -209,67 +195,16 @@ def _max_pool_grad_forward_cpu(self, inputs):
             or gy.dtype != func._in_dtype or type(indexes) is not np.ndarray or indexes.dtype.kind not in "iu"
             or gy.shape != tuple(in_shape[:2]) + (in_shape[2] // window[0], in_shape[3] // window[1])
             or indexes.shape != gy.shape or _ideep(inputs)):
-        return _fallback(cls, self, inputs)
-    _counts["fast"] += 1
+        return _patches.fallback(cls, "forward_cpu", self, inputs)
+    _patches.served()
     return pool_backward(gy, indexes, window[0], window[1], in_shape[2], in_shape[3]),
 
 
-_PATCHES = (
+_patches = MethodPatches(NAME, (
     (_mp.MaxPoolingND, "forward_cpu", _max_pool_forward_cpu),
     (_mp.MaxPoolingNDGrad, "forward_cpu", _max_pool_grad_forward_cpu),
-)
-# Chainer's own methods, as imported (a fallback before install() ever ran uses these).
-_STOCK = {(cls, name): cls.__dict__[name] for cls, name, _ in _PATCHES}
-
-
-# --------------------------------------------------------------------------- install / uninstall
-
-
-def install() -> bool:
-    """Route Chainer's CPU max pooling through this module. Idempotent: True if it changed anything."""
-    with _lock:
-        if _originals:
-            return False
-        for cls, name, fn in _PATCHES:
-            _originals[(cls, name)] = cls.__dict__[name]
-            setattr(cls, name, fn)
-        return True
-
-
-def uninstall() -> bool:
-    """Put back the methods :func:`install` replaced. Idempotent: True if it changed anything."""
-    with _lock:
-        if not _originals:
-            return False
-        for cls, name, _ in _PATCHES:
-            setattr(cls, name, _originals.pop((cls, name)))
-        return True
-
-
-def installed() -> bool:
-    return bool(_originals)
-
-
-def describe() -> str:
-    """Which CPU max pooling runs now: ``"harness-fast-pool"`` or ``"chainer"``."""
-    return NAME if installed() else STOCK
-
-
-def stats() -> dict[str, int]:
-    """Calls served here (``fast``) and handed to Chainer's own code (``fallback``) since the reset."""
-    return dict(_counts)
-
-
-def reset_stats() -> None:
-    _counts["fast"] = _counts["fallback"] = 0
-
-
-@contextlib.contextmanager
-def enabled(on: bool = True):
-    """``with enabled(True/False):`` runs the block with (or without) the fast max pooling."""
-    was = installed()
-    install() if on else uninstall()
-    try:
-        yield
-    finally:
-        install() if was else uninstall()
+))
+# This module's interface: install() / uninstall() / installed(), describe() for results,
+# stats() / reset_stats() (calls served and handed back), enabled(on) for a block.
+install, uninstall, installed = _patches.install, _patches.uninstall, _patches.installed
+describe, stats, reset_stats, enabled = _patches.describe, _patches.stats, _patches.reset_stats, _patches.enabled
