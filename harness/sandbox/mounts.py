@@ -223,6 +223,15 @@ def _gpu_uuids(proc_gpus: str) -> dict[int, str]:
     return out
 
 
+#: glibc malloc settings of every ingestion process: arrays up to 32 MiB come from the heap and freed
+#: memory is kept, instead of a fresh mmap (and page faults) for every large temporary of every step.
+MALLOC_TUNABLES = {
+    "MALLOC_MMAP_THRESHOLD_": "33554432",
+    "MALLOC_TRIM_THRESHOLD_": "2147483648",
+    "MALLOC_ARENA_MAX": "2",  # each glibc arena reserves 64 MiB of address space (RLIMIT_AS)
+}
+
+
 def _child_env(env: dict | None, mapping: dict[str, str], home: str, extra: dict[str, str]) -> dict:
     parent = os.environ
     venv_bin = os.path.dirname(os.path.abspath(sys.executable))
@@ -233,9 +242,7 @@ def _child_env(env: dict | None, mapping: dict[str, str], home: str, extra: dict
         "LANG": parent.get("LANG", "C.UTF-8"),
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONHASHSEED": parent.get("PYTHONHASHSEED", "0"),
-        "MALLOC_MMAP_THRESHOLD_": "33554432",
-        "MALLOC_TRIM_THRESHOLD_": "2147483648",
-        "MALLOC_ARENA_MAX": "2",  # each glibc arena reserves 64 MiB of address space (RLIMIT_AS)
+        **MALLOC_TUNABLES,
     }
     for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         if k in parent:

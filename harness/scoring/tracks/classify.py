@@ -25,8 +25,8 @@ def train_eval_positions(ctx: ScoringContext) -> np.ndarray | None:
 
 
 def write_inputs(ctx: ScoringContext, input_dir: Path) -> dict:
-    idx = ctx.train_indices()
-    save_inputs(input_dir, train_x=ctx.mnist.train_x[idx], train_y=ctx.mnist.train_y[idx], test_x=ctx.mnist.test_x)
+    save_inputs(input_dir, train_x=ctx.train_rows(ctx.mnist.train_x), train_y=ctx.train_rows(ctx.mnist.train_y),
+                test_x=ctx.mnist.test_x)
     positions = train_eval_positions(ctx)
     if positions is not None:  # the ingestion returns logits for these training images only
         save_inputs(input_dir, train_eval_idx=positions)

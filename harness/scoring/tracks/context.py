@@ -35,6 +35,12 @@ class ScoringContext:
                                            if self.quick else np.arange(n))
         return self.extra["train_indices"]
 
+    def train_rows(self, array: np.ndarray) -> np.ndarray:
+        """``array`` (one row per training image) cut to this profile's training images: the array
+        itself in the full profile (no 47 MB copy of the mapped cache before saving it), a copy of the
+        subset's rows under --quick."""
+        return array[self.train_indices()] if self.quick else array
+
 
 def seeded_subset(n: int, k: int, seed: int) -> np.ndarray:
     """A fixed subset of k of range(n), sorted: the first k of a permutation seeded by ``seed``."""

@@ -25,7 +25,7 @@ def n_samples(ctx: ScoringContext) -> int:
 
 
 def write_inputs(ctx: ScoringContext, input_dir: Path) -> dict:
-    save_inputs(input_dir, train_x=ctx.mnist.train_x[ctx.train_indices()])
+    save_inputs(input_dir, train_x=ctx.train_rows(ctx.mnist.train_x))
     return {"samples": n_samples(ctx)}
 
 
