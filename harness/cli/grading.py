@@ -27,7 +27,6 @@ from harness.grading.plan import combine, longest_first, resume_split
 from harness.grading.scorer_rows import ensure_references, record_references
 from harness.render.tables import fmt, render_rich
 from harness.sandbox.sweep import sweep_stale
-from harness.scoring.tracks.generate_suite import prepare_real_statistics
 from harness.standings.per_track import columns, standings
 from harness.store import Store
 from harness.text import plain_text
@@ -226,6 +225,8 @@ def cmd_data(args) -> int:
     # computed once here so the first grade does not pay for them.
 
     with err.status("computing the reference classifier's test-set statistics (once) ..."):
+        from harness.scoring.tracks.generate_suite import prepare_real_statistics  # scipy: only here
+
         prepare_real_statistics()
     return EXIT_OK
 
