@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 from harness import data  # noqa: E402
 from harness.scoring import reference_classifier as reference  # noqa: E402
 from harness.scoring.metrics import copy_detection, generative  # noqa: E402
+from harness.sandbox.mounts import no_hugepage_advice  # noqa: E402
 from harness.scoring.tracks import generate_suite  # noqa: E402
 
 
@@ -44,6 +45,7 @@ def main(argv=None) -> int:
                         "sandbox, store, leaderboard) after one warm-up grade, in a scratch store")
     args = p.parse_args(argv)
 
+    no_hugepage_advice()  # as the grader (harness.cli.main) does
     m = data.load_or_prepare()
     t = time.perf_counter()
     reference.load_reference()

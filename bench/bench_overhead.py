@@ -5,7 +5,7 @@
 Reference: a bare Chainer loop in a fresh Python process (the same course MLP, Adam, batch 100,
 seeded shuffles over the 60k training images, then eval-mode logits of the 60k training and 10k test
 images, as the harness's classify track does), run twice per round: as is, and with the glibc malloc
-settings the sandbox gives every ingestion process (``harness.sandbox.mounts.MALLOC_TUNABLES``); the
+settings the sandbox gives every ingestion process (``harness.sandbox.mounts.MEMORY_SETTINGS``); the
 overhead is measured against the faster of the two, so that the settings do not hide it. Measured: `harness grade baselines/course-mlp
 --track classify` with the same epochs (a scratch store and competition file), sandbox, transfer,
 scoring, store and rendering included, with ``--stock-chainer`` so that both sides train with
@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.sandbox.mounts import MALLOC_TUNABLES  # noqa: E402
+from harness.sandbox.mounts import MEMORY_SETTINGS  # noqa: E402
 
 BARE_LOOP = r'''
 import sys, numpy as np
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
         script = tmp / "bare.py"
         script.write_text(BARE_LOOP.format(root=ROOT, epochs=args.epochs))
         bare, tuned, harness, default = [], [], [], []
-        tuned_env = {**os.environ, **MALLOC_TUNABLES}
+        tuned_env = {**os.environ, **MEMORY_SETTINGS}
         grade = [sys.executable, "-m", "harness.cli", "grade", str(sub), "--track", "classify",
                  "--config", str(tmp / "competition.yaml")]
         for i in range(args.repeat):

@@ -16,6 +16,7 @@ from harness.cli.plan import add_plan_command, add_resume_argument
 from harness.cli.workflow import add_commands, cmd_leaderboard
 from harness.grading.grade import DeviceError, DeviceSpecError
 from harness.grading.jobs import parse_jobs
+from harness.sandbox.mounts import no_hugepage_advice
 from harness.store import db_path
 
 
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    no_hugepage_advice()  # the grader's own arrays, as the sandbox's (MEMORY_SETTINGS)
     args = build_parser().parse_args(argv)
     args.db_path = str(db_path(args.db_path))
     if hasattr(args, "no_sandbox"):
