@@ -97,7 +97,7 @@ def main(argv=None) -> int:
         return ", ".join(f"{x:.2f}" for x in values)
 
     print(f"bare Chainer loop ({args.epochs} epochs + evaluation): {min(bare):.2f} s  (runs: {runs(bare)})")
-    print(f"bare Chainer loop with the sandbox's malloc settings: {min(tuned):.2f} s  (runs: {runs(tuned)})")
+    print(f"bare Chainer loop with the sandbox's memory settings: {min(tuned):.2f} s  (runs: {runs(tuned)})")
     print(f"harness grade --stock-chainer (same work, sandboxed, scored, stored): {h:.2f} s  (runs: {runs(harness)})")
     print(f"harness grade (default: the harness's CPU kernels): {d:.2f} s  (runs: {runs(default)}) = {d / b:.3f}x "
           f"the faster bare loop")
