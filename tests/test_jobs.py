@@ -60,18 +60,24 @@ def test_available_memory_reads_proc_meminfo():
 MODEL = '''import os
 
 import chainer
+import chainer.functions as F
 import chainer.links as L
 
 
 class Reporter(chainer.Chain):
+    """A small CNN (the fast convolution's worker count depends on the --jobs share) that prints the
+    thread settings it was given."""
+
     def __init__(self):
         super().__init__()
         print("threads", os.environ.get("OPENBLAS_NUM_THREADS"), os.environ.get("HARNESS_CPU_THREADS"))
         with self.init_scope():
-            self.linear = L.Linear(784, 10)
+            self.conv = L.Convolution2D(1, 32, 3, pad=1)
+            self.linear = L.Linear(32 * 14 * 14, 10)
 
     def forward(self, x):
-        return self.linear(x)
+        h = F.max_pooling_2d(F.relu(self.conv(x.reshape(-1, 1, 28, 28))), 2)
+        return self.linear(h)
 '''
 MANIFEST = "name: reporter\nclassify:\n  model: model.py:Reporter\n  epochs: 1\n  batch_size: 100\n"
 CONFIG = "quick:\n  train_subset: 1000\n  train_eval_subset: 500\n  max_epochs: 1\n  max_train_seconds: 5\n"
