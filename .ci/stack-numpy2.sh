@@ -25,7 +25,8 @@ set -euo pipefail
 ROOT="$(cd "${1:-$(dirname "${BASH_SOURCE[0]}")/..}" && pwd)"
 NP2_TESTS=(tests/test_chainer_numerics.py tests/test_compat.py tests/test_stack_grade.py tests/test_data.py
            tests/test_check.py tests/test_grade_classify.py tests/test_classify_metrics.py
-           tests/test_anomaly_metrics.py tests/test_manifest.py tests/test_sandbox.py tests/test_standings.py)
+           tests/test_anomaly_metrics.py tests/test_manifest.py tests/test_sandbox.py tests/test_standings.py
+           tests/test_fast_adam.py tests/test_fast_pool.py)
 VENV="${NP2_VENV:-$ROOT/.venv-np2}"
 RUNTIME_SETUPTOOLS="${NP2_RUNTIME_SETUPTOOLS:->=81}"   # what the tests run with: no pkg_resources
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
