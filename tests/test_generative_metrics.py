@@ -268,10 +268,10 @@ def test_prdc_with_precomputed_fake_radii_is_the_same(offset):
     rng = np.random.default_rng(5)
     real = rng.normal(size=(400, 8)) + offset
     fake = np.concatenate([real[:150], rng.normal(0.2, 1.1, size=(250, 8)) + offset])
-    radii = kth_neighbour_sq_distances(fake, 5, centre=real.mean(axis=0))
+    radii = kth_neighbour_sq_distances(fake, 5, centre_on=real)
     alone = precision_recall_density_coverage(real, fake, k=5)
     assert precision_recall_density_coverage(real, fake, k=5, fake_radii_sq=radii) == alone
     with pytest.raises(ValueError, match="fake_radii_sq must have shape"):
         precision_recall_density_coverage(real, fake, k=5, fake_radii_sq=radii[:-1])
-    with pytest.raises(ValueError, match="centre must have shape"):
-        kth_neighbour_sq_distances(fake, 5, centre=real.mean(axis=0)[:3])
+    with pytest.raises(ValueError, match="feature sizes differ"):
+        kth_neighbour_sq_distances(fake, 5, centre_on=real[:, :3])

@@ -346,26 +346,21 @@ def _kth_neighbour_sq(p: _Points, k: int) -> np.ndarray:
     return out
 
 
-def kth_neighbour_sq_distances(features: np.ndarray, k: int, centre: np.ndarray | None = None) -> np.ndarray:
+def kth_neighbour_sq_distances(features: np.ndarray, k: int, centre_on: np.ndarray | None = None) -> np.ndarray:
     """Squared distance from each row to its k-th nearest other row (itself excluded), float64 (N,).
 
     Exact: the same values as a brute-force float64 search (scikit-learn's
     ``NearestNeighbors(algorithm="brute").kneighbors()``, to rounding of the last bits), from
     float32 distance blocks that only pick candidates and float64 distances of the candidates.
-    The rows are centred on ``centre`` first (default: their mean); the last bits depend on it, so
-    the fake radii that :func:`precision_recall_density_coverage` accepts are computed with the real
-    features' mean, as it computes them itself.
+    The rows are centred on their mean first, or on the mean of the rows ``centre_on`` (N', D); the
+    last bits depend on it: ``centre_on=real`` gives the fakes' radii exactly as
+    :func:`precision_recall_density_coverage` computes them.
     """
     f = _features(features, "features", min_rows=k + 1)
-    centre = f.mean(axis=0) if centre is None else _centre(centre, f.shape[1])
-    return _kth_neighbour_sq(_Points(f, centre), k)
-
-
-def _centre(centre: np.ndarray, d: int) -> np.ndarray:
-    c = np.asarray(centre, dtype=np.float64)
-    if c.shape != (d,):
-        raise ValueError(f"centre must have shape ({d},), found {c.shape}")
-    return c
+    centre = f if centre_on is None else _features(centre_on, "centre_on")
+    if centre.shape[1] != f.shape[1]:
+        raise ValueError(f"feature sizes differ: {f.shape[1]} and {centre.shape[1]}")
+    return _kth_neighbour_sq(_Points(f, centre.mean(axis=0)), k)
 
 
 #: Ball membership is ``d^2 < r^2 (1 - _BALL_RTOL)``. Radii and distances come from different
@@ -401,8 +396,8 @@ def precision_recall_density_coverage(real: np.ndarray, fake: np.ndarray, k: int
         k: neighbourhood size.
         real_radii_sq: optional precomputed ``kth_neighbour_sq_distances(real, k)`` (N,),
             reused across calls for a fixed real set.
-        fake_radii_sq: optional precomputed ``kth_neighbour_sq_distances(fake, k,
-            centre=real.mean(axis=0))`` (M,) (e.g. on another thread); the same result as without.
+        fake_radii_sq: optional precomputed ``kth_neighbour_sq_distances(fake, k, centre_on=real)``
+            (M,) (e.g. on another thread); the same result as without.
 
     Returns:
         dict with float ``precision``, ``recall``, ``density``, ``coverage``.

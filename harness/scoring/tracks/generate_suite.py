@@ -67,9 +67,7 @@ def _build_real_context() -> dict[str, object]:
         f"reference-{sha}-test-knn{NEAREST_K}-v2.npz",
         lambda: {"radii_sq": kth_neighbour_sq_distances(feats, NEAREST_K)},
         {"radii_sq": (len(feats),)})["radii_sq"]
-    centre = np.asarray(feats, dtype=np.float64).mean(axis=0)  # as precision_recall_density_coverage centres
-    return {"features": feats, "mu": mu, "sigma": sigma, "radii_sq": radii, "centre": centre, "kid_within": {},
-            **_copy_context(m)}
+    return {"features": feats, "mu": mu, "sigma": sigma, "radii_sq": radii, "kid_within": {}, **_copy_context(m)}
 
 
 COPY_CACHE_VERSION = "v2"  # bump when CopyIndex's settings or scores change (v2: projections as one GEMM)
@@ -156,7 +154,7 @@ def generative_metrics(samples: np.ndarray) -> dict[str, float]:
         feats = np.concatenate([p.result()[1] for p in parts])
         kid_future = pool.submit(kid, feats, real, KID_SUBSETS, KID_SUBSET_SIZE, KID_SEED,
                                  b_within=_real_kid_within(min(KID_SUBSET_SIZE, len(feats))))
-        radii_future = pool.submit(kth_neighbour_sq_distances, feats, NEAREST_K, ctx["centre"])
+        radii_future = pool.submit(kth_neighbour_sq_distances, feats, NEAREST_K, real)
         mu, sigma = gaussian_statistics(feats)
         fcd = frechet_distance(mu, sigma, ctx["mu"], ctx["sigma"])
         prdc = precision_recall_density_coverage(real, feats, NEAREST_K, real_radii_sq=ctx["radii_sq"],
