@@ -48,7 +48,7 @@ class GradeOptions:
     kind: str = "submission"  # submission | baseline
     artifacts_root: Path = Path("leaderboard") / "artifacts"
     gpu_devices: tuple[int, ...] = ()
-    cpu_threads: int | None = None  # threads per ingestion process (BLAS, fast_conv); None: every core
+    cpu_threads: int | None = None  # fast_conv workers per ingestion process (--jobs share); None: every core
 
 
 @dataclass
@@ -309,8 +309,7 @@ def grade_track(path: Path, spec: manifest_mod.TrackSpec, opts: GradeOptions, mn
         # statistics) on a side thread while the sandbox trains or samples; score() waits for it.
         prepare = getattr(module, "prepare", None)
         if callable(prepare):
-            preparing = threading.Thread(target=_quietly, args=(prepare, ctx), daemon=True, name="scorer-prepare")
-            preparing.start()
+            threading.Thread(target=_quietly, args=(prepare, ctx), daemon=True, name="scorer-prepare").start()
         outputs, metas, log = {}, {}, []
         for ij in ingestion_jobs:
             named, tag = (f"{ij.title}: ", f"[{ij.title}] ") if several else ("", "")  # messages, log lines

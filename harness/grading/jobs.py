@@ -76,8 +76,8 @@ def auto_jobs(n_submissions: int, memory_limit_bytes: int, gpus: tuple[int, ...]
 
 
 def cpu_threads_per_job(jobs: int, device: str) -> int | None:
-    """Threads of each ingestion process: its share of the cores when several run at once on the CPU
-    (None: one job, or GPUs, where the process keeps every core)."""
+    """Fast-convolution workers of each ingestion process: its share of the cores when several run at
+    once on the CPU (None: one job, or GPUs, where the process keeps every core)."""
     if jobs <= 1 or not str(device).startswith("@numpy"):
         return None
     return max(1, cpus() // jobs)

@@ -188,8 +188,7 @@ def longest_first(todo: list[tuple[Path, tuple[str, ...]]], store: Store, comp: 
         sub_id = manifest_mod.submission_id(path)
         return sum(track_seconds(store, sub_id, t, profile, limit, cache, kind)[0] for t in tracks)
 
-    expected = [seconds(item) for item in todo]
-    return [todo[i] for i in sorted(range(len(todo)), key=lambda i: -expected[i])]
+    return sorted(todo, key=seconds, reverse=True)  # stable: equals keep their order
 
 
 def estimate(paths, store: Store, comp: Competition, tracks, quick: bool, nodes: int = 1, jobs: int = 1,

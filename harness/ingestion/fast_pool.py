@@ -167,7 +167,6 @@ def _ideep(arrays) -> bool:
     return bool(_intel64.should_use_ideep(">=auto") and _intel64.inputs_all_ready(arrays))
 
 
-
 def _max_pool_forward_cpu(self, inputs):
     cls = _mp.MaxPoolingND
     x = inputs[0]
