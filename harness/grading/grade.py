@@ -302,7 +302,8 @@ def grade_track(path: Path, spec: manifest_mod.TrackSpec, opts: GradeOptions, mn
     try:
         # One sandbox and one fresh work folder per ingestion job (the anomaly track: one per protocol
         # and per one-class digit), each receiving only its own inputs; the track's wall-clock limit is
-        # shared by its jobs. Any job's failure is the track's, named by the job.
+        # shared by its jobs' sandboxes (the grader's own work between them is not the student's).
+        # Any job's failure is the track's, named by the job.
         ingestion_jobs, several = jobs_of(module, ctx, spec.track)
         limits = limits_for(comp, opts.quick)
         # The scorer loads what it compares against (e.g. the generate track's cached real-data
@@ -311,13 +312,15 @@ def grade_track(path: Path, spec: manifest_mod.TrackSpec, opts: GradeOptions, mn
         if callable(prepare):
             threading.Thread(target=_quietly, args=(prepare, ctx), daemon=True, name="scorer-prepare").start()
         outputs, metas, log = {}, {}, []
+        sandboxed = 0.0  # wall seconds the track's jobs have spent in their sandboxes
         for ij in ingestion_jobs:
             named, tag = (f"{ij.title}: ", f"[{ij.title}] ") if several else ("", "")  # messages, log lines
-            left = limits.wall_seconds - (time.monotonic() - started)
+            left = limits.wall_seconds - sandboxed
             work, result = run_job(path, {**job, **ij.extra}, ij.write_inputs,
                                    dataclasses.replace(limits, wall_seconds=max(left, 1.0)),
                                    opts.isolation, opts.gpu_devices, on_progress, opts.cpu_threads)
             works.append(work)
+            sandboxed += result.wall_seconds
             remove_tree(work / "input")  # keep only what is scored
             base = dict(seconds=round(time.monotonic() - started, 2), device=opts.device, seed=seed,
                         isolation=result.isolation, clamped=clamped)
